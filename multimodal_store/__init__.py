@@ -1,0 +1,54 @@
+"""multimodal-store: a local-first multimodal tensor store for retrieval-augmented generation.
+
+One row holds the raw media, its embeddings and its metadata; one SQL query returns the
+vector match and the image or frame.
+"""
+
+from __future__ import annotations
+
+from . import types
+from .dataset import Dataset, UncommittedChangesWarning, VersionInfo, create, open, open_read_only
+from .errors import (
+    ColumnNotFoundError,
+    CommitConflictError,
+    CorruptDatasetError,
+    DataError,
+    DatasetExistsError,
+    DatasetNotFoundError,
+    KernelError,
+    MediaError,
+    MultimodalStoreError,
+    ParameterError,
+    QueryError,
+    QuerySyntaxError,
+    ReadOnlyError,
+    SchemaError,
+    VersionNotFoundError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ColumnNotFoundError",
+    "CommitConflictError",
+    "CorruptDatasetError",
+    "DataError",
+    "Dataset",
+    "DatasetExistsError",
+    "DatasetNotFoundError",
+    "KernelError",
+    "MediaError",
+    "MultimodalStoreError",
+    "ParameterError",
+    "QueryError",
+    "QuerySyntaxError",
+    "ReadOnlyError",
+    "SchemaError",
+    "UncommittedChangesWarning",
+    "VersionInfo",
+    "__version__",
+    "create",
+    "open",
+    "open_read_only",
+    "types",
+]
