@@ -728,22 +728,34 @@ class Dataset:
         return self.commit("compact")
 
     def cleanup(self, older_than: float = 3600.0) -> int:
-        """Delete files no manifest references that are older than ``older_than`` seconds.
+        """Reclaim space: forget old versions, then delete files that no version references.
 
-        Files of uncommitted work younger than the grace period are kept, so a concurrent
-        writer is never harmed. Returns the number of files removed.
+        Versions committed more than ``older_than`` seconds ago are removed, except the latest,
+        this handle's base and tagged ones; then data, deletion and blob files referenced by no
+        remaining manifest and older than ``older_than`` are deleted. Files of uncommitted work
+        younger than that grace period are kept, so a concurrent writer is never harmed.
+        Returns the number of files removed.
         """
         self._check_writable()
-        referenced: set[str] = set()
-        for v in _list_versions(self._storage):
+        now = time.time()
+        versions = _list_versions(self._storage)
+        keep = {versions[-1], self.version, *self.tags.values()}
+        removed = 0
+        manifests = []
+        for v in versions:
             m = _read_manifest(self._storage, v)
+            if v not in keep and now - m.timestamp >= older_than:
+                self._storage.delete(manifest_path(v))
+                removed += 1
+            else:
+                manifests.append(m)
+        referenced: set[str] = set()
+        for m in manifests:
             for fr in m.fragments:
                 referenced.update(g.path for g in fr.groups)
                 if fr.deletions:
                     referenced.add(fr.deletions)
             referenced.update(_blobs_of(self, m))
-        now = time.time()
-        removed = 0
         for folder in ("data", "deletions", "blobs"):
             for path in self._storage.list(folder):
                 if path in referenced:
