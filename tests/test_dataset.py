@@ -282,3 +282,34 @@ def test_column_view(tmp_path) -> None:
     ds["text"][2] = "two"
     assert ds[2]["text"] == "two"
     assert ds["id"].numpy().tolist() == [0, 1, 2]
+
+
+def test_conflicting_updates_raise_and_disjoint_changes_rebase(tmp_path) -> None:
+    url = tmp_path / "kb"
+    ds = _make(url)
+    ds.append([{"id": i, "text": f"t{i}"} for i in range(4)])
+    ds.commit()
+    a, b = mms.open(url), mms.open(url)
+    a.update([0], {"text": "from a"})
+    b.update([0], {"text": "from b"})
+    a.commit()
+    with pytest.raises(mms.CommitConflictError, match="same rows"):
+        b.commit()
+    assert mms.open(url)[0]["text"] == "from a"  # the loser wrote nothing
+    b.rollback()
+    # disjoint deletes and updates of different columns of the same fragment merge
+    a, b, c = mms.open(url), mms.open(url), mms.open(url)
+    a.delete([3])
+    b.update([1], {"id": 100})
+    c.append([{"id": 7, "text": "c"}])
+    a.commit(), b.commit(), c.commit()
+    rows = [(r["id"], r["text"]) for r in mms.open(url)]
+    assert rows == [(0, "from a"), (100, "t1"), (2, "t2"), (7, "c")]
+    # the same column of the same fragment rewritten concurrently (different rows) is refused
+    a, b = mms.open(url), mms.open(url)
+    a.update([0], {"text": "x"})
+    b.update([1], {"text": "y"})
+    a.commit()
+    with pytest.raises(mms.CommitConflictError, match="rewrote columns"):
+        b.commit()
+    b.rollback()
