@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import types
 from .dataset import Dataset, UncommittedChangesWarning, VersionInfo, create, open, open_read_only
+from .expr import col, lit, param
 from .errors import (
     ColumnNotFoundError,
     CommitConflictError,
@@ -25,6 +26,9 @@ from .errors import (
     SchemaError,
     VersionNotFoundError,
 )
+
+from .query import SearchBuilder, query
+from .results import Results
 
 __version__ = "0.1.0"
 
@@ -44,11 +48,17 @@ __all__ = [
     "QuerySyntaxError",
     "ReadOnlyError",
     "SchemaError",
+    "Results",
+    "SearchBuilder",
     "UncommittedChangesWarning",
     "VersionInfo",
     "__version__",
+    "col",
     "create",
+    "lit",
     "open",
     "open_read_only",
+    "param",
+    "query",
     "types",
 ]
