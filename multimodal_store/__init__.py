@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from . import types
 from .dataset import Dataset, UncommittedChangesWarning, VersionInfo, create, open, open_read_only
-from .expr import col, lit, param
 from .errors import (
     ColumnNotFoundError,
     CommitConflictError,
@@ -26,7 +25,7 @@ from .errors import (
     SchemaError,
     VersionNotFoundError,
 )
-
+from .expr import col, lit, param
 from .query import SearchBuilder, query
 from .results import Results
 
@@ -52,6 +51,7 @@ __all__ = [
     "SearchBuilder",
     "UncommittedChangesWarning",
     "VersionInfo",
+    "VersionNotFoundError",
     "__version__",
     "col",
     "create",

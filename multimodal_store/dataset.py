@@ -45,8 +45,23 @@ from .inputs import to_columns
 from .schema import Schema, unknown_column
 from .storage import Storage, storage_for, url_name
 from .storage.fragments import FileCache
-from .storage.manifest import VERSIONS_DIR, ColumnGroup, FieldSpec, Manifest, Operation, field_column, manifest_path
-from .storage.transaction import FragmentView, PendingFragment, Transaction, check_conflicts, materialize, view
+from .storage.manifest import (
+    VERSIONS_DIR,
+    ColumnGroup,
+    FieldSpec,
+    Manifest,
+    Operation,
+    field_column,
+    manifest_path,
+)
+from .storage.transaction import (
+    FragmentView,
+    PendingFragment,
+    Transaction,
+    check_conflicts,
+    materialize,
+    view,
+)
 from .types import ColumnType, ReadContext, normalize_scalar
 
 if TYPE_CHECKING:
@@ -147,7 +162,7 @@ def _check_not_foreign(storage: Storage, url: str) -> None:
             )
 
 
-def open(url: str | os.PathLike[str], *, version: int | str | None = None) -> Dataset:  # noqa: A001
+def open(url: str | os.PathLike[str], *, version: int | str | None = None) -> Dataset:
     """Open the dataset at ``url``, creating an empty one if nothing is there.
 
     Args:
@@ -368,7 +383,7 @@ class Dataset:
 
     def _row_locations(self, where: Expr | str | Sequence[int] | None) -> list[tuple[FragmentView, np.ndarray]]:
         """Physical offsets of the live rows matching ``where``, per fragment, in row order."""
-        schema, frags, starts = self._state()
+        _schema, frags, starts = self._state()
         out: list[tuple[FragmentView, np.ndarray]] = []
         if where is None:
             return [(fv, fv.live_offsets()) for fv in frags if fv.live_rows]
@@ -593,7 +608,7 @@ class Dataset:
         for n in names:
             t = self.schema[n].arrow_type
             arrays.append(pa.chunked_array(chunks[n], type=t))
-        return pa.table(dict(zip(names, arrays)))
+        return pa.table(dict(zip(names, arrays, strict=False)))
 
     def to_pandas(self, columns: Sequence[str] | None = None) -> Any:
         """The live rows as a pandas DataFrame."""
@@ -790,7 +805,7 @@ class Dataset:
                     UncommittedChangesWarning,
                     stacklevel=2,
                 )
-        except Exception:  # noqa: S110 - never raise from a finaliser
+        except Exception:
             pass
 
 

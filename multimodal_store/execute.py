@@ -288,7 +288,7 @@ def _ranked(q: torch.Tensor, corpus: torch.Tensor, k: int, metric: str, mask: to
             best_first: bool, topk: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k best first, or (for an explicit opposite direction) bottom-k as negated scores."""
     if best_first:
-        return topk(q, corpus, k, metric=metric, mask=mask)  # type: ignore[no-any-return]
+        return topk(q, corpus, k, metric=metric, mask=mask)  # type: ignore[no-any-return,unused-ignore]
     import torch
 
     # the worst matches first: rank negated similarities (or negated distances) best first
@@ -482,7 +482,7 @@ def _aggregate(ds: Dataset, frags: list[FragmentView], plan: QueryPlan, limit: i
         if table is None:
             out = {it.name: pa.array([], type=pa.null()) for it in items}
             return Results(pa.table(out), {}, None)
-        spec = []
+        spec: list[tuple[Any, ...]] = []
         for j, it in enumerate(aggs):
             a = it.expr
             assert isinstance(a, Aggregate)
@@ -494,7 +494,7 @@ def _aggregate(ds: Dataset, frags: list[FragmentView], plan: QueryPlan, limit: i
             else:
                 spec.append((f"a{j}", func))
         grouped = table.group_by(group_names, use_threads=False).aggregate(spec)
-        names = {f"a{j}_{s[1]}": it.name for j, (it, s) in enumerate(zip(aggs, spec))}
+        names = {f"a{j}_{s[1]}": it.name for j, (it, s) in enumerate(zip(aggs, spec, strict=False))}
         out_cols = {}
         for it in items:
             if isinstance(it.expr, Aggregate):

@@ -338,7 +338,7 @@ def _rows_for(path: Path, kind: str, key: str, captions: Any, frame_mode: str, m
 
         caption = _caption_for(path, captions)
         count = 0
-        for frame in extract_frames(path, mode=frame_mode, max_gap=max_gap):
+        for frame in extract_frames(path, mode=frame_mode, max_gap=max_gap):  # type: ignore[arg-type]
             when = _fmt_time(frame.timestamp)
             text = f"{caption} (frame at {when} of {path.name})" if caption else f"frame at {when} of {path.name}"
             meta = {**extra, "source": source, "timestamp": frame.timestamp, "frame_index": frame.index}

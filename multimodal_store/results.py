@@ -113,8 +113,8 @@ class Results:
                 cells.append(f"{self._scores[i]:.4f}")
             rows.append(cells)
         widths = [max([len(h)] + [len(r[j]) for r in rows]) for j, h in enumerate(header)]
-        lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths)),
+        lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)),
                  "-+-".join("-" * w for w in widths)]
-        lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+        lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) for r in rows]
         more = f"\n... {n - shown} more rows" if n > shown else ""
         return f"Results({n} rows)\n" + "\n".join(lines) + more

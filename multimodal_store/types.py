@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -111,10 +112,8 @@ _EXTENSIONS: tuple[type[_JsonParamsExtension], ...] = (
 
 def _register_extensions() -> None:
     for cls in _EXTENSIONS:
-        try:
+        with contextlib.suppress(pa.ArrowKeyError):  # already registered (module reloaded)
             pa.register_extension_type(cls(_STORAGE[cls.ext_name]))
-        except pa.ArrowKeyError:  # already registered (module reloaded)
-            pass
 
 
 _IMAGE_STORAGE = pa.struct([
@@ -592,7 +591,7 @@ def _read_uri(uri: str) -> bytes:
     if uri.startswith(("http://", "https://")):
         import urllib.request
 
-        with urllib.request.urlopen(uri) as resp:  # noqa: S310 - user-provided link, read on demand
+        with urllib.request.urlopen(uri) as resp:
             data: bytes = resp.read()
             return data
     if uri.startswith("s3://"):

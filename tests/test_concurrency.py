@@ -42,7 +42,7 @@ def test_four_writers_append_concurrently(tmp_path) -> None:
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
              for w in range(writers)]
     outs = [p.communicate(timeout=240) for p in procs]
-    for p, (_, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs, strict=False):
         assert p.returncode == 0, err
     ds = mms.open(url)
     ids = [r["id"] for r in ds.to_arrow(["id"]).to_pylist()]

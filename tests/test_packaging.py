@@ -39,12 +39,12 @@ def test_imports_from_the_wheel(wheel: Path, tmp_path: Path) -> None:
     zipfile.ZipFile(wheel).extractall(site)
     code = (
         "import multimodal_store, multimodal_store.kernels, multimodal_store.integrations, importlib.util;"
-        "assert multimodal_store.__file__.startswith(%r), multimodal_store.__file__;"
-        "assert multimodal_store.kernels.__file__.startswith(%r);"
+        f"assert multimodal_store.__file__.startswith({str(site)!r}), multimodal_store.__file__;"
+        f"assert multimodal_store.kernels.__file__.startswith({str(site)!r});"
         "assert importlib.util.find_spec('kernels') is None;"
         "assert importlib.util.find_spec('integrations') is None;"
         "print('ok')"
-    ) % (str(site), str(site))
+    )
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr

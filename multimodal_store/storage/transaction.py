@@ -170,7 +170,7 @@ def check_conflicts(txn: Transaction, base: Manifest, others: Iterable[Manifest]
         for frag, fids in op.replaced.items():
             clash = ours_replaced.get(frag, set()) & set(fids)
             if clash:
-                names = [f.name for f in other.fields if f.id in clash] or sorted(clash)
+                names = [f.name for f in other.fields if f.id in clash] or [str(f) for f in sorted(clash)]
                 raise CommitConflictError(
                     f"version {v} rewrote columns {names} of fragment {frag} that this handle also updates; {hint}"
                 )
