@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import append_csv, machine_info, markdown_table, median  # noqa: E402
+from _harness import append_csv, machine_info, markdown_table, median
 
 
 def make_data(rows: int, dim: int) -> tuple[list[str], np.ndarray]:
