@@ -161,8 +161,8 @@ def _sorted_hits(ds: Dataset, frags: list[FragmentView], plan: QueryPlan, limit:
         return _Hits([], [], None)
     sort_table = pa.table({f"k{j}": pa.chunked_array(k) for j, k in enumerate(keys)})
     order = pc.sort_indices(sort_table, sort_keys=[
-        (f"k{j}", "descending" if key.descending else "ascending") for j, key in enumerate(plan.order_by)
-    ], null_placement="at_end").to_numpy()
+        (f"k{j}", "descending" if key.descending else "ascending", "at_end") for j, key in enumerate(plan.order_by)
+    ]).to_numpy()
     stop = None if limit is None else offset + limit
     order = order[offset:stop]
     return _Hits(np.concatenate(fr_idx)[order].tolist(), np.concatenate(offs)[order].tolist(), None)
@@ -220,8 +220,12 @@ def embedding_matrix(ds: Dataset, fv: FragmentView, column: str) -> tuple[np.nda
     return flat.reshape(len(storage), ctype.dim), valid
 
 
-def _corpus(ds: Dataset, fv: FragmentView, column: str, ctype: Embedding) -> tuple[torch.Tensor, np.ndarray | None]:
+def _corpus(ds: Dataset, fv: FragmentView, column: str, ctype: Embedding
+            ) -> tuple[torch.Tensor, np.ndarray | None, torch.Tensor]:
+    """The fragment's embeddings as a zero-copy tensor, their null mask and their (cached) row norms."""
     import torch
+
+    from .kernels import row_norms
 
     mat, valid = embedding_matrix(ds, fv, column)
     if ctype.dtype == "bfloat16":
@@ -235,7 +239,10 @@ def _corpus(ds: Dataset, fv: FragmentView, column: str, ctype: Embedding) -> tup
             t = torch.from_numpy(mat)
     else:
         t = torch.from_numpy(mat)
-    return t, valid
+    fid = ds.schema.field(column).id
+    group = next((g.path for g in fv.groups if fid in g.fields), f"<default-{fv.id}>")
+    norms = ds._cache.get(("norms", group, fid), lambda: row_norms(t))
+    return t, valid, norms
 
 
 def _vector_hits(ds: Dataset, frags: list[FragmentView], vs: VectorSearch, where: Expr | None,
@@ -255,7 +262,7 @@ def _vector_hits(ds: Dataset, frags: list[FragmentView], vs: VectorSearch, where
 
     q = torch.from_numpy(query).reshape(1, -1)
     for i, fv in enumerate(frags):
-        corpus, valid = _corpus(ds, fv, vs.column, ctype)
+        corpus, valid, norms = _corpus(ds, fv, vs.column, ctype)
         mask = np.zeros(fv.rows, dtype=bool)
         live = fv.live_offsets()
         lm = _live_mask(ds, fv, where)
@@ -266,7 +273,8 @@ def _vector_hits(ds: Dataset, frags: list[FragmentView], vs: VectorSearch, where
             continue
         kk = min(k, int(mask.sum()))
         full = bool(mask.all())
-        scores, idx = _ranked(q, corpus, kk, vs.metric, None if full else torch.from_numpy(mask), best_first, topk)
+        scores, idx = _ranked(q, corpus, norms, kk, vs.metric, None if full else torch.from_numpy(mask),
+                              best_first, topk)
         parts.append((scores, idx + int(bases[i])))
     if not parts:
         return _Hits([], [], np.zeros(0, np.float32))
@@ -284,11 +292,12 @@ def _vector_hits(ds: Dataset, frags: list[FragmentView], vs: VectorSearch, where
     return _Hits(fr.tolist(), (g - bases[fr]).tolist(), s.astype(np.float32))
 
 
-def _ranked(q: torch.Tensor, corpus: torch.Tensor, k: int, metric: str, mask: torch.Tensor | None,
-            best_first: bool, topk: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _ranked(q: torch.Tensor, corpus: torch.Tensor, norms: torch.Tensor, k: int, metric: str,
+            mask: torch.Tensor | None, best_first: bool, topk: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k best first, or (for an explicit opposite direction) bottom-k as negated scores."""
     if best_first:
-        return topk(q, corpus, k, metric=metric, mask=mask)  # type: ignore[no-any-return,unused-ignore]
+        return topk(q, corpus, k, metric=metric, mask=mask,  # type: ignore[no-any-return,unused-ignore]
+                    corpus_norms=None if metric == "ip" else norms)
     import torch
 
     # the worst matches first: rank negated similarities (or negated distances) best first
