@@ -267,6 +267,19 @@ def ingest(
     """
     if on_error not in ("skip", "raise"):
         raise DataError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+    clean = not ds.has_uncommitted_changes
+    try:
+        return _ingest(ds, paths, image_embedder, text_embedder, captions, frame_mode, max_gap, chunk_size,
+                       chunk_overlap, batch_size, on_error, message, progress, metadata)
+    except BaseException:
+        if clean:  # leave the handle as it was: nothing of a failed ingestion stays staged
+            ds.rollback()
+        raise
+
+
+def _ingest(ds: Dataset, paths: Any, image_embedder: Any, text_embedder: Any, captions: Any, frame_mode: str,
+            max_gap: float, chunk_size: int, chunk_overlap: int, batch_size: int, on_error: str,
+            message: str | None, progress: bool, metadata: Mapping[str, Any] | None) -> IngestReport:
     from tqdm.auto import tqdm
 
     image_dim = _dim(image_embedder)

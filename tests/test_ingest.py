@@ -63,8 +63,10 @@ def test_ingest_rows_embeddings_errors_and_resume(tmp_path: Path, media: Path, c
     # resumable: a second run skips everything already ingested
     again = mms.open(tmp_path / "kb").ingest(media, image_embedder=clip, progress=False)
     assert again.files_ingested == 0 and again.files_skipped == 8 and again.rows_added == 0
+    fresh = mms.open(tmp_path / "kb2")
     with pytest.raises(mms.MultimodalStoreError):
-        mms.open(tmp_path / "kb2").ingest(media, image_embedder=clip, progress=False, on_error="raise")
+        fresh.ingest(media, image_embedder=clip, progress=False, on_error="raise")
+    assert not fresh.has_uncommitted_changes and fresh.version == 0  # nothing of the failed run stays
 
 
 def test_default_schema_matches_seed_columns() -> None:
