@@ -64,6 +64,7 @@ class IngestReport:
 def default_schema(image_dim: int | None, text_dim: int | None) -> dict[str, ColumnType]:
     """The columns ingestion creates: the seed's columns plus source, timestamp, audio and bookkeeping."""
     schema: dict[str, ColumnType] = {
+        "id": Text(),  # "<source>", "<source>#frame=<i>" or "<source>#chunk=<n>"
         "content_type": Text(),  # "image" | "video" | "audio" | "text"
         "text": Text(),  # caption, transcript or text chunk
         "image": Image(),
@@ -211,10 +212,15 @@ class _Batcher:
         self.added += len(rows)
 
 
-def _existing_keys(ds: Dataset) -> set[str]:
+def _existing_keys(ds: Dataset) -> dict[str, set[str]]:
+    """Ingest keys already in the dataset, by resolved file path."""
+    out: dict[str, set[str]] = {}
     if "ingest_key" not in ds.schema or len(ds) == 0:
-        return set()
-    return {k for k in ds.to_arrow(["ingest_key"]).column(0).to_pylist() if k}
+        return out
+    for k in ds.to_arrow(["ingest_key"]).column(0).to_pylist():
+        if k:
+            out.setdefault(k.rsplit("|", 2)[0], set()).add(k)
+    return out
 
 
 def _caption_for(path: Path, captions: Mapping[str, str] | Callable[[Path], str | None] | None) -> str | None:
@@ -299,10 +305,16 @@ def _ingest(ds: Dataset, paths: Any, image_embedder: Any, text_embedder: Any, ca
             continue  # a sidecar caption, used by its image or video
         report.files_seen += 1
         key = _key(path)
-        if key in done:
+        resolved = key.rsplit("|", 2)[0]
+        if key in done.get(resolved, ()):
             report.files_skipped += 1
             continue
+        stale = done.get(resolved, set()) - {key}
         try:
+            if stale:  # the file changed since it was ingested: its old rows are replaced
+                from .expr import col
+
+                ds.delete(col("ingest_key").isin(sorted(stale)))
             for row, pixels in _rows_for(path, kind, key, captions, frame_mode, max_gap, chunk_size, chunk_overlap,
                                          extra):
                 batcher.add(row, pixels)
@@ -315,7 +327,7 @@ def _ingest(ds: Dataset, paths: Any, image_embedder: Any, text_embedder: Any, ca
             report.errors.append((str(path), str(exc)))
             continue
         report.files_ingested += 1
-        done.add(key)
+        done[resolved] = {key}
     batcher.flush()
     report.rows_added = batcher.added
     report.version = ds.commit(message or f"ingest {report.files_ingested} files ({report.rows_added} rows)")
@@ -334,7 +346,7 @@ def _dim(embedder: Any) -> int | None:
 def _rows_for(path: Path, kind: str, key: str, captions: Any, frame_mode: str, max_gap: float, chunk_size: int,
               chunk_overlap: int, extra: dict[str, Any]) -> Iterator[tuple[dict[str, Any], Any]]:
     source = str(path)
-    base = {"source": source, "ingest_key": key}
+    base = {"id": source, "source": source, "ingest_key": key}
     if kind == "image":
         from .media.images import encode_image, load_image
 
@@ -357,7 +369,8 @@ def _rows_for(path: Path, kind: str, key: str, captions: Any, frame_mode: str, m
             meta = {**extra, "source": source, "timestamp": frame.timestamp, "frame_index": frame.index}
             if caption:
                 meta["caption"] = caption
-            row = {**base, "content_type": "video", "video_frame": _jpeg(frame.image), "text": text,
+            row = {**base, "id": f"{source}#frame={frame.index}", "content_type": "video",
+                   "video_frame": _jpeg(frame.image), "text": text,
                    "timestamp": float(frame.timestamp), "frame_index": int(frame.index), "metadata": meta,
                    "_real_text": bool(caption)}
             count += 1
@@ -377,4 +390,5 @@ def _rows_for(path: Path, kind: str, key: str, captions: Any, frame_mode: str, m
         text = path.read_text(encoding="utf-8", errors="replace")
         for i, chunk in enumerate(chunk_text(text, chunk_size, chunk_overlap)):
             meta = {**extra, "source": source, "chunk": i}
-            yield {**base, "content_type": "text", "text": chunk, "metadata": meta, "_real_text": True}, None
+            yield {**base, "id": f"{source}#chunk={i}", "content_type": "text", "text": chunk, "metadata": meta,
+                   "_real_text": True}, None

@@ -63,6 +63,17 @@ def test_ingest_rows_embeddings_errors_and_resume(tmp_path: Path, media: Path, c
     # resumable: a second run skips everything already ingested
     again = mms.open(tmp_path / "kb").ingest(media, image_embedder=clip, progress=False)
     assert again.files_ingested == 0 and again.files_skipped == 8 and again.rows_added == 0
+    # a modified file replaces its old rows instead of adding duplicates
+    shape = media / "engineering" / "shape0.jpg"
+    shape.write_bytes((media / "marketing" / "shape1.jpg").read_bytes())
+    third = mms.open(tmp_path / "kb").ingest(media, image_embedder=clip, progress=False)
+    assert third.files_ingested == 1 and third.rows_added == 1
+    rows = list(mms.open(tmp_path / "kb"))
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)) == len(rows)
+    mine = [r for r in rows if r["source"] == str(shape)]
+    assert len(mine) == 1
+    np.testing.assert_allclose(mine[0]["clip_embedding"], clip.encode_image([shape.read_bytes()])[0], atol=1e-5)
     fresh = mms.open(tmp_path / "kb2")
     with pytest.raises(mms.MultimodalStoreError):
         fresh.ingest(media, image_embedder=clip, progress=False, on_error="raise")
