@@ -85,6 +85,7 @@ def test_append_forms_are_equivalent(tmp_path) -> None:
             got = [{**g, "meta": {"i": g["id"]}} for g in got]
         expected = expected or got
         assert got == expected, f"form {n}"
+        ds.rollback()
 
 
 def test_failed_append_stages_nothing(tmp_path) -> None:
@@ -282,6 +283,7 @@ def test_column_view(tmp_path) -> None:
     ds["text"][2] = "two"
     assert ds[2]["text"] == "two"
     assert ds["id"].numpy().tolist() == [0, 1, 2]
+    ds.rollback()
 
 
 def test_conflicting_updates_raise_and_disjoint_changes_rebase(tmp_path) -> None:
