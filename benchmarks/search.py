@@ -68,6 +68,19 @@ def build_store(path: Path, emb: np.ndarray, rng: np.random.Generator) -> None:
     ds.commit("bench")
 
 
+def _deeplake_dataset(path: Path, emb: np.ndarray) -> object | None:
+    """The same embeddings in a Deeplake 4 dataset, when deeplake is installed."""
+    try:
+        import deeplake
+    except ImportError:
+        return None
+    ds = deeplake.create(str(path))
+    ds.add_column("embedding", deeplake.types.Embedding(emb.shape[1]))
+    ds.append({"embedding": emb})
+    ds.commit()
+    return ds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -121,6 +134,11 @@ def main() -> None:
         except ImportError:
             pass
         q0 = queries[0]
+        dl = _deeplake_dataset(root / "deeplake", emb)
+        if dl is not None:
+            arr = ", ".join(f"{x:.6f}" for x in q0)
+            cases[("deeplake 4 TQL cosine LIMIT 10", 1, "none")] = lambda: dl.query(
+                f"SELECT * ORDER BY COSINE_SIMILARITY(embedding, ARRAY[{arr}]) DESC LIMIT 10")
         cases[("ours: SQL ORDER BY cosine LIMIT 10", 1, "none")] = lambda: ds.query(
             "SELECT text FROM kb ORDER BY cosine_similarity(clip_embedding, :q) LIMIT 10", {"q": q0})
         cases[("ours: SQL + JSON filter (10%)", 1, "10%")] = lambda: ds.query(

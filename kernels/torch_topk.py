@@ -1,0 +1,415 @@
+"""The torch backend: a streaming top-k scan over row blocks (CPU, and CUDA for k > 256).
+
+Memory is O(block): the corpus is read one block of rows at a time, each block's scores
+``(B, rows_in_block)`` are reduced to their exact top-k at once, and the per-block candidates
+are merged into a running top-k. No ``B x N`` score matrix is ever built.
+
+Speed on CPU (see ``benchmarks/kernels.py``):
+
+* float32: one BLAS matmul per block; a single query is padded to two because MKL's
+  matrix-matrix kernel streams memory faster than its matrix-vector one.
+* float16 / bfloat16 with one or two queries and ``corpus_norms`` given: torch's reduced
+  precision matrix-vector kernel reads the stored halves directly and accumulates in
+  float32, but rounds its output to the storage type. We use it as a *filter*: with a
+  rigorous bound on that rounding (and on rounding the query) every row that could still be
+  in the top-k under float32 scoring is kept and rescored exactly in float32. This reads half
+  the bytes of float32 storage. A one-time self-check disables the filter if the platform's
+  kernel does not round as expected.
+* otherwise (batches, int8, no norms): each block is converted into a float32 buffer that
+  stays in cache and multiplied there (float32 accumulation, float32 results).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from ._common import TopKArgs, finalize, select_topk
+
+__all__ = ["row_norms", "scan", "topk_torch"]
+
+_NEG_INF = float("-inf")
+# One or two queries on a half-precision corpus use the filtered matrix-vector path.
+_FILTER_MAX_BATCH = 2
+# Rows per block of the streaming paths that need no conversion buffer (per-block overhead is fixed).
+_FAST_BLOCK = 1 << 15
+# Relative bound on the output rounding of the reduced-precision gemv (2x the unit roundoff).
+_OUT_ROUNDING = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}
+
+
+def topk_torch(args: TopKArgs, *, block_rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Public-format ``(scores, indices)`` of shape ``(B, k)`` computed with torch ops."""
+    scores, indices = scan(args, block_rows=block_rows)
+    return finalize(args, scores, indices)
+
+
+def _pow2_clamp(rows: int, lo: int, hi: int) -> int:
+    rows = 1 << max(0, int(math.log2(max(1, rows))))
+    return int(min(max(rows, lo), hi))
+
+
+def _default_block_rows(args: TopKArgs) -> int:
+    if args.device.type == "cuda":
+        # the (B, rows) float32 scores <= 256 MiB, a float32 copy of the rows <= 512 MiB
+        rows = min((1 << 26) // max(1, args.batch), (1 << 27) // args.dim)
+        return _pow2_clamp(rows, 4096, 1 << 20)
+    if _faiss_single_query(args):
+        return _FAST_BLOCK
+    # ~8 MiB of float32 rows: the block (or its float32 conversion buffer) stays in the last-level
+    # cache between the matmul and the norms, and the (B, rows) scores stay small
+    return _pow2_clamp((8 << 20) // (4 * args.dim), 1024, 1 << 16)
+
+
+class _Running:
+    """Running exact top-k of internal scores (higher is better) for ``B`` queries."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.scores: list[torch.Tensor] = []
+        self.indices: list[torch.Tensor] = []
+        self.width = 0
+
+    def add(self, scores: torch.Tensor, indices: torch.Tensor) -> None:
+        self.scores.append(scores)
+        self.indices.append(indices)
+        self.width += int(scores.shape[-1])
+        if self.width >= 8 * self.k and len(self.scores) > 1:
+            self.compact()
+
+    def compact(self) -> None:
+        if len(self.scores) > 1:
+            s = torch.cat(self.scores, dim=-1)
+            i = torch.cat(self.indices, dim=-1)
+        else:
+            s, i = self.scores[0], self.indices[0]
+        s, i = select_topk(s, i, self.k)
+        self.scores, self.indices, self.width = [s], [i], int(s.shape[-1])
+
+    def kth(self) -> torch.Tensor | None:
+        """Per-query k-th best score when ``k`` candidates are held, else ``None``."""
+        if self.width < self.k:
+            return None
+        self.compact()
+        return self.scores[0].amin(dim=-1)
+
+    def result(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.scores:
+            empty = torch.empty((batch, 0), device=device)
+            return empty, empty.to(torch.int64)
+        self.compact()
+        return self.scores[0], self.indices[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _faiss() -> Any:
+    """The optional faiss module (its SIMD kernels stream float32 rows fastest), or None."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss if hasattr(faiss, "fvec_inner_products_ny") and hasattr(faiss, "fvec_norms_L2") else None
+
+
+class _BlockScorer:
+    """Internal scores of every query against one block of rows, in float32."""
+
+    def __init__(self, args: TopKArgs, block_rows: int) -> None:
+        self.args = args
+        q = args.queries
+        self.q = q
+        on_cpu = args.device.type == "cpu"
+        # a single query is padded to two rows: MKL's gemm streams faster than its gemv
+        self.q_mm = torch.cat([q, torch.zeros_like(q)]) if (q.shape[0] == 1 and on_cpu) else q
+        qn = torch.linalg.vector_norm(q, dim=1)
+        self.inv_q = torch.where(qn > 0, 1.0 / qn, torch.zeros_like(qn)).unsqueeze(1)
+        self.buf: torch.Tensor | None = None
+        if args.corpus.dtype != torch.float32 and on_cpu:
+            self.buf = torch.empty((block_rows, args.dim), dtype=torch.float32)
+        # faiss's fvec kernels beat BLAS for one query (and for row norms) on CPU
+        self.faiss: Any = _faiss() if on_cpu else None
+        self.q_np = q[0].numpy() if (self.faiss is not None and q.shape[0] == 1) else None
+
+    def rows_fp32(self, s0: int, s1: int) -> torch.Tensor:
+        xb = self.args.corpus[s0:s1]
+        if xb.dtype == torch.float32:
+            return xb
+        if self.buf is None or s1 - s0 > self.buf.shape[0]:
+            return xb.to(torch.float32)
+        out = self.buf[: s1 - s0]
+        out.copy_(xb)
+        return out
+
+    def _faiss_ok(self, xf: torch.Tensor) -> bool:
+        return self.faiss is not None and xf.is_contiguous()
+
+    def norms(self, s0: int, s1: int, xf: torch.Tensor, *, squared: bool = False) -> torch.Tensor:
+        """|x| (or |x|^2) of the dequantized rows: given, or computed from the float32 block.
+
+        Computed squares are summed directly (not squared roots), so integer data gives exact
+        L2 scores and exact ties.
+        """
+        args = self.args
+        if args.corpus_norms is not None:
+            n = args.corpus_norms[s0:s1]
+            return n * n if squared else n
+        if self._faiss_ok(xf):
+            n = torch.empty(s1 - s0, dtype=torch.float32)
+            fn = self.faiss.fvec_norms_L2sqr if squared else self.faiss.fvec_norms_L2
+            fn(self.faiss.swig_ptr(n.numpy()), self.faiss.swig_ptr(xf.numpy()), args.dim, s1 - s0)
+        elif squared:
+            n = xf.square().sum(dim=1)
+        else:
+            n = torch.linalg.vector_norm(xf, dim=1)
+        if args.corpus_scales is not None:
+            sc = args.corpus_scales[s0:s1]
+            n = n * (sc * sc) if squared else n * sc.abs()
+        return n
+
+    def dots(self, xf: torch.Tensor) -> torch.Tensor:
+        """(B, rows) float32 inner products of the queries with the float32 block."""
+        rows = int(xf.shape[0])
+        if self.q_np is not None and self._faiss_ok(xf):
+            out = torch.empty((1, rows), dtype=torch.float32)
+            sp = self.faiss.swig_ptr
+            self.faiss.fvec_inner_products_ny(
+                sp(out.numpy()), sp(self.q_np), sp(xf.numpy()), self.args.dim, rows
+            )
+            return out
+        b = int(self.q.shape[0])
+        # (rows, B) then transposed: BLAS streams the corpus block once in this orientation
+        return torch.mm(xf, self.q_mm.t()).t()[:b].contiguous()
+
+    def scores(self, s0: int, s1: int) -> torch.Tensor:
+        args = self.args
+        xf = self.rows_fp32(s0, s1)
+        s = self.dots(xf)
+        if args.corpus_scales is not None:
+            s.mul_(args.corpus_scales[s0:s1])
+        if args.metric == "cosine":
+            xn = self.norms(s0, s1, xf)
+            inv_x = torch.where(xn > 0, 1.0 / xn, torch.zeros_like(xn))
+            s.mul_(self.inv_q).mul_(inv_x)
+        elif args.metric == "l2":
+            s.mul_(2.0).sub_(self.norms(s0, s1, xf, squared=True))
+        return apply_mask(s, args.mask, s0, s1)
+
+
+def apply_mask(s: torch.Tensor, mask: torch.Tensor | None, s0: int, s1: int) -> torch.Tensor:
+    """Set the scores of rows that may not compete (masked out, or NaN) to -inf, in place."""
+    s = torch.nan_to_num_(s, nan=_NEG_INF, posinf=float("inf"), neginf=_NEG_INF)
+    if mask is None:
+        return s
+    return s.masked_fill_(mask[..., s0:s1].logical_not(), _NEG_INF)
+
+
+def scan(
+    args: TopKArgs, *, block_rows: int | None = None, threads: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Internal top-k candidates ``(B, <=k)`` (higher is better, unsorted) of the whole corpus.
+
+    ``threads`` (default ``torch.get_num_threads()``) splits the single-query faiss path over
+    Python threads (faiss releases the GIL); the other paths parallelize inside torch.
+    """
+    n, b = args.rows, args.batch
+    if n == 0 or b == 0:
+        return _Running(args.k).result(b, args.device)
+    if _use_filter(args):
+        nb = int(block_rows) if block_rows else _FAST_BLOCK
+        return _scan_filtered(args, nb, _BlockScorer(args, min(nb, 4096)), _Running(args.k))
+    nb = int(block_rows) if block_rows else _default_block_rows(args)
+    t = int(threads) if threads else torch.get_num_threads()
+    if t > 1 and n >= 2 * nb and _faiss_single_query(args):
+        per = -(-n // (t * nb)) * nb  # rows per thread, a multiple of the block
+        bounds = [(r0, min(n, r0 + per)) for r0 in range(0, n, per)]
+        with ThreadPoolExecutor(max_workers=len(bounds)) as pool:
+            parts = list(pool.map(lambda r: _scan_range(args, r[0], r[1], nb), bounds))
+        running = _Running(args.k)
+        for sc, ix in parts:
+            running.add(sc, ix)
+        return running.result(b, args.device)
+    return _scan_range(args, 0, n, nb)
+
+
+def _scan_range(args: TopKArgs, r0: int, r1: int, nb: int) -> tuple[torch.Tensor, torch.Tensor]:
+    scorer = _BlockScorer(args, nb)
+    running = _Running(args.k)
+    for s0 in range(r0, r1, nb):
+        s1 = min(r1, s0 + nb)
+        vals, idx = select_topk(scorer.scores(s0, s1), None, args.k)
+        running.add(vals, idx + s0)
+    return running.result(args.batch, args.device)
+
+
+def _faiss_single_query(args: TopKArgs) -> bool:
+    return (
+        args.device.type == "cpu"
+        and args.batch == 1
+        and args.corpus.dtype == torch.float32
+        and args.corpus.is_contiguous()
+        and _faiss() is not None
+    )
+
+
+# --------------------------------------------------------------------------------------
+# filtered half-precision path
+
+
+def _use_filter(args: TopKArgs) -> bool:
+    return (
+        args.device.type == "cpu"
+        and args.corpus.dtype in _OUT_ROUNDING
+        and 0 < args.batch <= _FILTER_MAX_BATCH
+        and args.corpus_norms is not None
+        and args.corpus.stride(1) == 1
+        and _reduced_gemv_ok(args.corpus.dtype, args.dim)
+    )
+
+
+@functools.cache
+def _reduced_gemv_ok(dtype: torch.dtype, dim: int) -> bool:
+    """Self-check: torch's half-precision mv accumulates in float32 and rounds once.
+
+    The filter's error bound relies on it; a platform whose kernel accumulates in half
+    precision fails this check and the exact conversion path is used instead.
+    """
+    g = torch.Generator().manual_seed(1234)
+    x = torch.randn(512, dim, generator=g).to(dtype)
+    x[:, : max(1, dim // 2)] *= 4.0  # large partial sums that a half-precision accumulator would round
+    q = torch.nn.functional.normalize(torch.randn(dim, generator=g), dim=0).to(dtype)
+    try:
+        got = torch.mv(x, q).to(torch.float64)
+    except RuntimeError:  # pragma: no cover - no half-precision mv on this platform
+        return False
+    ref = x.to(torch.float64) @ q.to(torch.float64)
+    xn = torch.linalg.vector_norm(x.to(torch.float64), dim=1)
+    bound = ref.abs() * _OUT_ROUNDING[dtype] + xn * dim * 2.0**-23 + 2.0**-24
+    return bool(((got - ref).abs() <= bound).all())
+
+
+def _scan_filtered(
+    args: TopKArgs, nb: int, scorer: _BlockScorer, running: _Running
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One or two queries over a float16/bfloat16 corpus with known row norms.
+
+    Per block and query: ``t = mv(X, q_hat)`` in the storage type (float32 accumulation, one
+    rounding of the output), an upper bound ``e`` on ``|t - x.q_hat|``, then only rows whose
+    optimistic score reaches the pessimistic k-th best are rescored exactly in float32.
+    """
+    n, b, k, d = args.rows, args.batch, args.k, args.dim
+    dtype = args.corpus.dtype
+    assert args.corpus_norms is not None
+    norms_all = args.corpus_norms
+    q = args.queries
+    qn = torch.linalg.vector_norm(q, dim=1)
+    if bool((qn == 0).any()):
+        return _scan_range(args, 0, n, nb)
+    q_hat = q / qn.unsqueeze(1)
+    q_low = q_hat.to(dtype)
+    # |q_low - q_hat| bounds the error of rounding the query: |x.(q_low - q_hat)| <= |x| dq
+    dq = [float(v) * 1.001 for v in torch.linalg.vector_norm(q_low.to(torch.float32) - q_hat, dim=1)]
+    rel_acc = d * 2.0**-23  # float32 accumulation error, relative to |x| |q_hat|
+    u = _OUT_ROUNDING[dtype] + 2.0**-20  # output rounding, plus float32 rounding of the affine map
+    qn_l = [float(v) for v in qn]
+    cap = max(16 * k, 4096)
+    thr: torch.Tensor | None = None
+    metric = args.metric
+
+    for s0 in range(0, n, nb):
+        s1 = min(n, s0 + nb)
+        xb = args.corpus[s0:s1]
+        xn = norms_all[s0:s1]
+        # internal score = a * (x.q_hat) + c, per row (a > 0)
+        inv_x = torch.where(xn > 0, 1.0 / xn, torch.zeros_like(xn)) if metric == "cosine" else None
+        c = (xn * xn).neg_() if metric == "l2" else None
+        cand_s: list[torch.Tensor] = []
+        cand_i: list[torch.Tensor] = []
+        exact_block: torch.Tensor | None = None
+        for j in range(b):
+            a = inv_x if inv_x is not None else (qn_l[j] if metric == "ip" else 2.0 * qn_l[j])
+            t = torch.mv(xb, q_low[j]).to(torch.float32)
+            # |t - x.q_hat| <= |x| (dq + rel_acc) + u |t| + tiny  (NaN rows never become candidates)
+            base = xn * (dq[j] + rel_acc) + 2.0**-24
+            if c is not None:
+                base.add_(c.abs(), alpha=2.0**-20 / (2.0 * qn_l[j]))
+            e = torch.addcmul(base, t.abs(), torch.full((), u)).mul_(a)
+            sc = t.mul_(a)
+            if c is not None:
+                sc.add_(c)
+            lower = sc - e
+            upper = sc.add_(e)
+            eligible = None
+            if args.mask is not None:
+                eligible = args.mask[s0:s1] if args.mask.dim() == 1 else args.mask[j, s0:s1]
+                lower.masked_fill_(eligible.logical_not(), _NEG_INF)
+            cut = torch.topk(lower, k).values[-1] if lower.shape[0] > k else lower.new_tensor(_NEG_INF)
+            if thr is not None:
+                cut = torch.maximum(cut, thr[j])
+            if bool(cut > _NEG_INF):
+                hit = upper >= cut
+                if eligible is not None:
+                    hit &= eligible
+            else:  # fewer than k rows with a finite lower bound: every eligible row is a candidate
+                hit = eligible if eligible is not None else torch.ones_like(upper, dtype=torch.bool)
+            rows = hit.nonzero().squeeze(1)
+            if rows.shape[0] <= cap:
+                exact = _exact_scores(args, rows + s0, q[j])
+                exact = torch.nan_to_num_(exact, nan=_NEG_INF, posinf=float("inf"), neginf=_NEG_INF)
+                vals, pos = select_topk(exact.unsqueeze(0), None, k)
+                cand_s.append(vals[0])
+                cand_i.append(rows[pos[0]] + s0)
+            else:  # too many candidates: score the block exactly
+                if exact_block is None:
+                    exact_block = scorer.scores(s0, s1)
+                vals, pos = select_topk(exact_block[j : j + 1], None, k)
+                cand_s.append(vals[0])
+                cand_i.append(pos[0] + s0)
+        width = max(int(c_.shape[0]) for c_ in cand_s)
+        running.add(_stack_padded(cand_s, width, _NEG_INF), _stack_padded(cand_i, width, -1))
+        thr = running.kth()
+    return running.result(b, args.device)
+
+
+def _exact_scores(args: TopKArgs, rows: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """float32 internal scores of one query against the given rows."""
+    x = args.corpus[rows].to(torch.float32)
+    dot = x @ q
+    if args.metric == "ip":
+        return dot
+    assert args.corpus_norms is not None
+    xn = args.corpus_norms[rows]
+    if args.metric == "cosine":
+        qn = torch.linalg.vector_norm(q)
+        inv = torch.where(xn > 0, 1.0 / (xn * qn), torch.zeros_like(xn))
+        return dot * inv
+    return 2.0 * dot - xn * xn
+
+
+def _stack_padded(parts: list[torch.Tensor], width: int, fill: float) -> torch.Tensor:
+    out = torch.full((len(parts), width), fill, dtype=parts[0].dtype, device=parts[0].device)
+    for j, p in enumerate(parts):
+        out[j, : p.shape[0]] = p
+    return out
+
+
+# --------------------------------------------------------------------------------------
+
+
+def row_norms(
+    corpus: torch.Tensor, corpus_scales: torch.Tensor | None = None, *, block_rows: int = 8192
+) -> torch.Tensor:
+    """float32 ``|x|`` of every row (dequantized with ``corpus_scales`` for int8), blockwise.
+
+    Pass the result as ``corpus_norms`` to ``topk`` to skip recomputing it on every search.
+    """
+    n = int(corpus.shape[0])
+    out = torch.empty(n, dtype=torch.float32, device=corpus.device)
+    for s0 in range(0, n, block_rows):
+        s1 = min(n, s0 + block_rows)
+        out[s0:s1] = torch.linalg.vector_norm(corpus[s0:s1].to(torch.float32), dim=1)
+    if corpus_scales is not None:
+        out.mul_(corpus_scales.to(device=corpus.device, dtype=torch.float32).abs())
+    return out
