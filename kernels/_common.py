@@ -264,12 +264,13 @@ def select_topk(
         indices = torch.arange(m, device=scores.device).expand(scores.shape)
     if m <= k:
         return scores, indices
-    vals, pos = torch.topk(scores, k, dim=-1, sorted=False)
+    # k+1 sorted: the selection is exact unless the (k+1)-th best equals the k-th (a tie across
+    # the boundary, where topk may have kept a higher index); -inf ties do not matter, those
+    # entries are dropped. This needs no extra pass over the scores.
+    vals, pos = torch.topk(scores, k + 1, dim=-1, sorted=True)
+    tied = (vals[..., k] == vals[..., k - 1]) & (vals[..., k - 1] > _NEG_INF)
+    vals, pos = vals[..., :k], pos[..., :k]
     idx = indices.gather(-1, pos)
-    kth = vals.amin(dim=-1, keepdim=True)
-    # A row is exact unless more than k entries reach its k-th value (a tie at the boundary:
-    # topk may have kept a higher index). -inf ties do not matter: those entries are dropped.
-    tied = ((scores >= kth).sum(dim=-1) > k) & (kth.squeeze(-1) > _NEG_INF)
     if bool(tied.any()):
         rows = tied.nonzero().squeeze(-1)
         s_sorted, i_sorted = sort_best_first(scores[rows], indices[rows])

@@ -6,8 +6,11 @@ are merged into a running top-k. No ``B x N`` score matrix is ever built.
 
 Speed on CPU (see ``benchmarks/kernels.py``):
 
-* float32: one BLAS matmul per block; a single query is padded to two because MKL's
-  matrix-matrix kernel streams memory faster than its matrix-vector one.
+* one float32 query with faiss installed: faiss's SIMD ``fvec_inner_products_ny`` per block
+  (it streams rows faster than BLAS gemv), the row range split over ``torch.get_num_threads()``
+  Python threads (faiss releases the GIL). Without faiss the query is padded to two rows, because
+  MKL's matrix-matrix kernel streams memory faster than its matrix-vector one.
+* float32 batches: one BLAS matmul per block of rows (``B x rows`` ~ 4M scores).
 * float16 / bfloat16 with one or two queries and ``corpus_norms`` given: torch's reduced
   precision matrix-vector kernel reads the stored halves directly and accumulates in
   float32, but rounds its output to the storage type. We use it as a *filter*: with a
@@ -15,8 +18,8 @@ Speed on CPU (see ``benchmarks/kernels.py``):
   in the top-k under float32 scoring is kept and rescored exactly in float32. This reads half
   the bytes of float32 storage. A one-time self-check disables the filter if the platform's
   kernel does not round as expected.
-* otherwise (batches, int8, no norms): each block is converted into a float32 buffer that
-  stays in cache and multiplied there (float32 accumulation, float32 results).
+* otherwise (batches, int8, no norms): each block is converted into a float32 buffer and
+  multiplied there (float32 accumulation, float32 results).
 """
 
 from __future__ import annotations
@@ -59,9 +62,13 @@ def _default_block_rows(args: TopKArgs) -> int:
         return _pow2_clamp(rows, 4096, 1 << 20)
     if _faiss_single_query(args):
         return _FAST_BLOCK
-    # ~8 MiB of float32 rows: the block (or its float32 conversion buffer) stays in the last-level
-    # cache between the matmul and the norms, and the (B, rows) scores stay small
-    return _pow2_clamp((8 << 20) // (4 * args.dim), 1024, 1 << 16)
+    # (B, rows) scores of ~16 MiB: few enough blocks that the per-op thread synchronization stays
+    # small (many small parallel ops are very slow on a busy machine), and the float32 conversion
+    # buffer of a half-precision / int8 corpus at most 64 MiB
+    rows = (1 << 22) // max(1, args.batch)
+    if args.corpus.dtype != torch.float32:
+        rows = min(rows, (64 << 20) // (4 * args.dim))
+    return _pow2_clamp(rows, 1024, 1 << 18)
 
 
 class _Running:
@@ -180,6 +187,8 @@ class _BlockScorer:
             )
             return out
         b = int(self.q.shape[0])
+        if b >= 32:  # large batches: (B, rows) directly, no transposed copy
+            return torch.mm(self.q, xf.t())
         # (rows, B) then transposed: BLAS streams the corpus block once in this orientation
         return torch.mm(xf, self.q_mm.t()).t()[:b].contiguous()
 
@@ -199,11 +208,23 @@ class _BlockScorer:
 
 
 def apply_mask(s: torch.Tensor, mask: torch.Tensor | None, s0: int, s1: int) -> torch.Tensor:
-    """Set the scores of rows that may not compete (masked out, or NaN) to -inf, in place."""
-    s = torch.nan_to_num_(s, nan=_NEG_INF, posinf=float("inf"), neginf=_NEG_INF)
+    """Set the scores of rows that may not compete (masked out) to -inf, in place."""
     if mask is None:
         return s
     return s.masked_fill_(mask[..., s0:s1].logical_not(), _NEG_INF)
+
+
+def select_block(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k of a block of scores; rows scoring NaN never compete.
+
+    torch.topk ranks NaN first, so a NaN can only hide among the selected values: the block is
+    cleaned (NaN -> -inf) and selected again only then, which costs no pass in the common case.
+    """
+    vals, idx = select_topk(s, None, k)
+    if bool(torch.isnan(vals).any()):
+        s = torch.nan_to_num(s, nan=_NEG_INF, posinf=float("inf"), neginf=_NEG_INF)
+        vals, idx = select_topk(s, None, k)
+    return vals, idx
 
 
 def scan(
@@ -239,7 +260,7 @@ def _scan_range(args: TopKArgs, r0: int, r1: int, nb: int) -> tuple[torch.Tensor
     running = _Running(args.k)
     for s0 in range(r0, r1, nb):
         s1 = min(r1, s0 + nb)
-        vals, idx = select_topk(scorer.scores(s0, s1), None, args.k)
+        vals, idx = select_block(scorer.scores(s0, s1), args.k)
         running.add(vals, idx + s0)
     return running.result(args.batch, args.device)
 
@@ -364,7 +385,7 @@ def _scan_filtered(
             else:  # too many candidates: score the block exactly
                 if exact_block is None:
                     exact_block = scorer.scores(s0, s1)
-                vals, pos = select_topk(exact_block[j : j + 1], None, k)
+                vals, pos = select_block(exact_block[j : j + 1], k)
                 cand_s.append(vals[0])
                 cand_i.append(pos[0] + s0)
         width = max(int(c_.shape[0]) for c_ in cand_s)
