@@ -63,11 +63,10 @@ def _default_block_rows(args: TopKArgs) -> int:
     if _faiss_single_query(args):
         return _FAST_BLOCK
     # (B, rows) scores of ~16 MiB: few enough blocks that the per-op thread synchronization stays
-    # small (many small parallel ops are very slow on a busy machine), and the float32 conversion
-    # buffer of a half-precision / int8 corpus at most 64 MiB
+    # small (many small parallel ops are very slow on a busy machine)
     rows = (1 << 22) // max(1, args.batch)
     if args.corpus.dtype != torch.float32:
-        rows = min(rows, (64 << 20) // (4 * args.dim))
+        rows = min(rows, (8 << 20) // (4 * args.dim))  # an 8 MiB buffer stays in the last-level cache
     return _pow2_clamp(rows, 1024, 1 << 18)
 
 
