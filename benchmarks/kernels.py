@@ -33,6 +33,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import cpu_model  # noqa: E402
+
 from multimodal_store.kernels import row_norms, topk  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "kernels.csv"
@@ -56,16 +59,6 @@ def _version(mod: str) -> str:
         return str(__import__(mod).__version__)
     except Exception:
         return "-"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def bench(
