@@ -61,7 +61,9 @@ def _default_block_rows(args: TopKArgs) -> int:
         rows = min((1 << 26) // max(1, args.batch), (1 << 27) // args.dim)
         return _pow2_clamp(rows, 4096, 1 << 20)
     if _faiss_single_query(args):
-        return _FAST_BLOCK
+        # large blocks: streaming a block evicts the caches, so every block pays cold per-op
+        # overheads afterwards; two blocks per thread at least
+        return _pow2_clamp(args.rows // (2 * torch.get_num_threads()), 1 << 13, 1 << 17)
     # (B, rows) scores of ~16 MiB: few enough blocks that the per-op thread synchronization stays
     # small (many small parallel ops are very slow on a busy machine)
     rows = (1 << 22) // max(1, args.batch)
@@ -120,8 +122,16 @@ def _faiss() -> Any:
     return faiss if hasattr(faiss, "fvec_inner_products_ny") and hasattr(faiss, "fvec_norms_L2") else None
 
 
+Rows = slice | torch.Tensor
+"""The rows a block scores: a contiguous range, or the sorted positions of gathered rows."""
+
+
 class _BlockScorer:
-    """Internal scores of every query against one block of rows, in float32."""
+    """Internal scores of every query against one block of rows, in float32.
+
+    A block is a contiguous range of rows (read in place) or the positions of rows that a
+    sparse mask lets compete (gathered into a cache-sized buffer, or read in place by faiss).
+    """
 
     def __init__(self, args: TopKArgs, block_rows: int) -> None:
         self.args = args
@@ -132,27 +142,54 @@ class _BlockScorer:
         self.q_mm = torch.cat([q, torch.zeros_like(q)]) if (q.shape[0] == 1 and on_cpu) else q
         qn = torch.linalg.vector_norm(q, dim=1)
         self.inv_q = torch.where(qn > 0, 1.0 / qn, torch.zeros_like(qn)).unsqueeze(1)
+        self.block_rows = block_rows
         self.buf: torch.Tensor | None = None
         if args.corpus.dtype != torch.float32 and on_cpu:
             self.buf = torch.empty((block_rows, args.dim), dtype=torch.float32)
+        self.gather_buf: torch.Tensor | None = None
         # faiss's fvec kernels beat BLAS for one query (and for row norms) on CPU
         self.faiss: Any = _faiss() if on_cpu else None
         self.q_np = q[0].numpy() if (self.faiss is not None and q.shape[0] == 1) else None
+        # one float32 query can score gathered rows in place (no copy) when no norm must be computed
+        self.in_place = (
+            self.q_np is not None
+            and args.corpus.dtype == torch.float32
+            and args.corpus.is_contiguous()
+            and args.corpus_scales is None
+            and (args.metric == "ip" or args.corpus_norms is not None)
+        )
 
-    def rows_fp32(self, s0: int, s1: int) -> torch.Tensor:
-        xb = self.args.corpus[s0:s1]
+    def rows_fp32(self, rows: Rows) -> torch.Tensor:
+        corpus = self.args.corpus
+        if isinstance(rows, torch.Tensor):
+            xb = self._gather(rows)
+        else:
+            xb = corpus[rows]
         if xb.dtype == torch.float32:
             return xb
-        if self.buf is None or s1 - s0 > self.buf.shape[0]:
+        n = int(xb.shape[0])
+        if self.buf is None or n > self.buf.shape[0]:
             return xb.to(torch.float32)
-        out = self.buf[: s1 - s0]
+        out = self.buf[:n]
         out.copy_(xb)
+        return out
+
+    def _gather(self, rows: torch.Tensor) -> torch.Tensor:
+        """The rows at ``rows`` copied into a reused buffer of the storage type."""
+        corpus = self.args.corpus
+        n = int(rows.shape[0])
+        if self.gather_buf is None or self.gather_buf.shape[0] < n:
+            self.gather_buf = torch.empty(
+                (max(n, self.block_rows), self.args.dim), dtype=corpus.dtype, device=corpus.device
+            )
+        out = self.gather_buf[:n]
+        torch.index_select(corpus, 0, rows, out=out)
         return out
 
     def _faiss_ok(self, xf: torch.Tensor) -> bool:
         return self.faiss is not None and xf.is_contiguous()
 
-    def norms(self, s0: int, s1: int, xf: torch.Tensor, *, squared: bool = False) -> torch.Tensor:
+    def norms(self, rows: Rows, xf: torch.Tensor | None, *, squared: bool = False) -> torch.Tensor:
         """|x| (or |x|^2) of the dequantized rows: given, or computed from the float32 block.
 
         Computed squares are summed directly (not squared roots), so integer data gives exact
@@ -160,18 +197,20 @@ class _BlockScorer:
         """
         args = self.args
         if args.corpus_norms is not None:
-            n = args.corpus_norms[s0:s1]
+            n = args.corpus_norms[rows]
             return n * n if squared else n
+        assert xf is not None, "rows scored in place need given norms"
+        count = int(xf.shape[0])
         if self._faiss_ok(xf):
-            n = torch.empty(s1 - s0, dtype=torch.float32)
+            n = torch.empty(count, dtype=torch.float32)
             fn = self.faiss.fvec_norms_L2sqr if squared else self.faiss.fvec_norms_L2
-            fn(self.faiss.swig_ptr(n.numpy()), self.faiss.swig_ptr(xf.numpy()), args.dim, s1 - s0)
+            fn(self.faiss.swig_ptr(n.numpy()), self.faiss.swig_ptr(xf.numpy()), args.dim, count)
         elif squared:
             n = xf.square().sum(dim=1)
         else:
             n = torch.linalg.vector_norm(xf, dim=1)
         if args.corpus_scales is not None:
-            sc = args.corpus_scales[s0:s1]
+            sc = args.corpus_scales[rows]
             n = n * (sc * sc) if squared else n * sc.abs()
         return n
 
@@ -191,26 +230,41 @@ class _BlockScorer:
         # (rows, B) then transposed: BLAS streams the corpus block once in this orientation
         return torch.mm(xf, self.q_mm.t()).t()[:b].contiguous()
 
-    def scores(self, s0: int, s1: int) -> torch.Tensor:
+    def dots_in_place(self, rows: torch.Tensor) -> torch.Tensor:
+        """(1, rows) inner products of the one query with the rows at ``rows``, read where they lie."""
+        out = torch.empty((1, int(rows.shape[0])), dtype=torch.float32)
+        sp = self.faiss.swig_ptr
+        self.faiss.fvec_inner_products_by_idx(
+            sp(out.numpy()), sp(self.q_np), sp(self.args.corpus.numpy()), sp(rows.numpy()),
+            self.args.dim, 1, int(rows.shape[0]),
+        )
+        return out
+
+    def scores(self, rows: Rows, mask: torch.Tensor | None) -> torch.Tensor:
+        """Internal scores ``(B, len(rows))``; rows that ``mask`` rules out score -inf."""
         args = self.args
-        xf = self.rows_fp32(s0, s1)
-        s = self.dots(xf)
+        xf: torch.Tensor | None = None
+        if isinstance(rows, torch.Tensor) and self.in_place:
+            s = self.dots_in_place(rows)
+        else:
+            xf = self.rows_fp32(rows)
+            s = self.dots(xf)
         if args.corpus_scales is not None:
-            s.mul_(args.corpus_scales[s0:s1])
+            s.mul_(args.corpus_scales[rows])
         if args.metric == "cosine":
-            xn = self.norms(s0, s1, xf)
+            xn = self.norms(rows, xf)
             inv_x = torch.where(xn > 0, 1.0 / xn, torch.zeros_like(xn))
             s.mul_(self.inv_q).mul_(inv_x)
         elif args.metric == "l2":
-            s.mul_(2.0).sub_(self.norms(s0, s1, xf, squared=True))
-        return apply_mask(s, args.mask, s0, s1)
+            s.mul_(2.0).sub_(self.norms(rows, xf, squared=True))
+        return apply_mask(s, mask, rows)
 
 
-def apply_mask(s: torch.Tensor, mask: torch.Tensor | None, s0: int, s1: int) -> torch.Tensor:
+def apply_mask(s: torch.Tensor, mask: torch.Tensor | None, rows: Rows) -> torch.Tensor:
     """Set the scores of rows that may not compete (masked out) to -inf, in place."""
     if mask is None:
         return s
-    return s.masked_fill_(mask[..., s0:s1].logical_not(), _NEG_INF)
+    return s.masked_fill_(mask[..., rows].logical_not(), _NEG_INF)
 
 
 def select_block(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,41 +280,110 @@ def select_block(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return vals, idx
 
 
+def select_above(
+    s: torch.Tensor, k: int, floor: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Exact top-k of a block of scores among the entries above ``floor`` (per query), or None.
+
+    ``floor`` is the running k-th best of earlier (lower-indexed) rows, so an entry equal to it
+    loses the tie and only entries strictly above it can enter. One comparison pass finds them;
+    after the first blocks there are few, and selecting among them is far cheaper than a full
+    ``topk`` of the block. Padding in the ``(B, m)`` result is ``-inf``.
+    """
+    if floor is None:
+        return select_block(s, k)
+    hit = s > floor.unsqueeze(1)  # NaN and -inf never pass
+    b, width = int(s.shape[0]), int(s.shape[1])
+    if b == 1:
+        pos = hit[0].nonzero().squeeze(1)
+        if pos.shape[0] == 0:
+            return None
+        vals, p = select_topk(s[:, pos], None, k)
+        return vals, pos[p]
+    counts = hit.sum(dim=1)
+    m = int(counts.max())
+    if m == 0:
+        return None
+    if 4 * m >= width:
+        return select_block(s, k)
+    r, c = hit.nonzero(as_tuple=True)  # row-major: each query's hits in index order
+    start = torch.cumsum(counts, 0) - counts
+    col = torch.arange(int(r.shape[0]), device=s.device) - start[r]
+    vals = torch.full((b, m), _NEG_INF, dtype=s.dtype, device=s.device)
+    pos = torch.zeros((b, m), dtype=torch.int64, device=s.device)
+    vals[r, col] = s[r, c]
+    pos[r, col] = c
+    v, p = select_topk(vals, None, k)
+    return v, pos.gather(1, p)
+
+
+# A mask that lets at most this share of the rows compete makes the scan gather those rows.
+_SPARSE_SHARE = 0.25
+
+
+def _sparse_rows(args: TopKArgs) -> torch.Tensor | None:
+    """Sorted positions of the rows that some query may rank, when the mask leaves few of them."""
+    if args.mask is None:
+        return None
+    union = args.mask if args.mask.dim() == 1 else args.mask.any(dim=0)
+    if int(union.sum()) > _SPARSE_SHARE * args.rows:
+        return None
+    return union.nonzero().squeeze(1)
+
+
 def scan(
     args: TopKArgs, *, block_rows: int | None = None, threads: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Internal top-k candidates ``(B, <=k)`` (higher is better, unsorted) of the whole corpus.
 
-    ``threads`` (default ``torch.get_num_threads()``) splits the single-query faiss path over
-    Python threads (faiss releases the GIL); the other paths parallelize inside torch.
+    A sparse mask (at most a quarter of the rows may compete) makes the scan visit only the
+    eligible rows: a single float32 query reads them in place, other cases gather them block
+    by block into a cache-sized buffer. ``threads`` (default ``torch.get_num_threads()``)
+    splits the single-query faiss path over Python threads (faiss releases the GIL); the other
+    paths parallelize inside torch.
     """
     n, b = args.rows, args.batch
     if n == 0 or b == 0:
         return _Running(args.k).result(b, args.device)
-    if _use_filter(args):
+    rows = _sparse_rows(args)
+    if rows is None and _use_filter(args):
         nb = int(block_rows) if block_rows else _FAST_BLOCK
         return _scan_filtered(args, nb, _BlockScorer(args, min(nb, 4096)), _Running(args.k))
     nb = int(block_rows) if block_rows else _default_block_rows(args)
+    total = n
+    if rows is not None:
+        total = int(rows.shape[0])
+        if not block_rows and not _faiss_single_query(args):
+            nb = min(nb, _pow2_clamp((8 << 20) // (4 * args.dim), 256, 1 << 15))  # cache-sized gathers
     t = int(threads) if threads else torch.get_num_threads()
-    if t > 1 and n >= 2 * nb and _faiss_single_query(args):
-        per = -(-n // (t * nb)) * nb  # rows per thread, a multiple of the block
-        bounds = [(r0, min(n, r0 + per)) for r0 in range(0, n, per)]
+    if t > 1 and total >= 2 * nb and _faiss_single_query(args):
+        per = -(-total // (t * nb)) * nb  # rows per thread, a multiple of the block
+        bounds = [(r0, min(total, r0 + per)) for r0 in range(0, total, per)]
         with ThreadPoolExecutor(max_workers=len(bounds)) as pool:
-            parts = list(pool.map(lambda r: _scan_range(args, r[0], r[1], nb), bounds))
+            parts = list(pool.map(lambda r: _scan_range(args, r[0], r[1], nb, rows), bounds))
         running = _Running(args.k)
         for sc, ix in parts:
             running.add(sc, ix)
         return running.result(b, args.device)
-    return _scan_range(args, 0, n, nb)
+    return _scan_range(args, 0, total, nb, rows)
 
 
-def _scan_range(args: TopKArgs, r0: int, r1: int, nb: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _scan_range(
+    args: TopKArgs, r0: int, r1: int, nb: int, rows: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k candidates of rows ``r0:r1``, or of ``rows[r0:r1]`` when the rows are gathered."""
     scorer = _BlockScorer(args, nb)
     running = _Running(args.k)
+    # gathered rows of a shared mask all compete; a per-query mask still applies to them
+    mask = None if (rows is not None and args.mask is not None and args.mask.dim() == 1) else args.mask
     for s0 in range(r0, r1, nb):
         s1 = min(r1, s0 + nb)
-        vals, idx = select_block(scorer.scores(s0, s1), args.k)
-        running.add(vals, idx + s0)
+        block: Rows = slice(s0, s1) if rows is None else rows[s0:s1]
+        found = select_above(scorer.scores(block, mask), args.k, running.kth())
+        if found is None:
+            continue
+        vals, idx = found
+        running.add(vals, idx + s0 if isinstance(block, slice) else block[idx])
     return running.result(args.batch, args.device)
 
 
@@ -383,7 +506,7 @@ def _scan_filtered(
                 cand_i.append(rows[pos[0]] + s0)
             else:  # too many candidates: score the block exactly
                 if exact_block is None:
-                    exact_block = scorer.scores(s0, s1)
+                    exact_block = scorer.scores(slice(s0, s1), args.mask)
                 vals, pos = select_block(exact_block[j : j + 1], k)
                 cand_s.append(vals[0])
                 cand_i.append(pos[0] + s0)

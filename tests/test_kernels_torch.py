@@ -128,6 +128,38 @@ def test_masks(kind: str) -> None:
         assert bool((i == -1).all()) and bool((s == float("inf")).all())
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("with_norms", [False, True])
+def test_sparse_masks_gather_only_eligible_rows(dtype: torch.dtype, metric: str, with_norms: bool) -> None:
+    """A mask letting ~10% of the rows compete: only those rows are scored (in place or gathered)."""
+    x, scales = make_corpus(3000, 40, dtype, seed=21)
+    norms = row_norms(x, scales) if with_norms else None
+    g = torch.Generator().manual_seed(22)
+    shared = torch.rand(3000, generator=g) < 0.1
+    per_query = torch.rand(3, 3000, generator=g) < 0.04
+    for q in (torch.randn(1, 40, generator=g), torch.randn(3, 40, generator=g)):
+        for mask in (shared, per_query[: q.shape[0]]):
+            args = prepare(q, x, 11, metric, mask, norms, scales)
+            assert tt._sparse_rows(args) is not None
+            for block_rows, threads in ((None, 1), (64, 1), (64, 2)):
+                got = _run(q, x, 11, metric, mask=mask, scales=scales, norms=norms,
+                           block_rows=block_rows, threads=threads)
+                check_topk(got, q, x, 11, metric, mask=mask, tol=tolerance(dtype, "torch"), scales=scales)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_sparse_mask_ties_go_to_the_lower_index(metric: str) -> None:
+    g = torch.Generator().manual_seed(23)
+    base = torch.randint(-2, 3, (30, 16), generator=g).float()
+    x = base[torch.randint(0, 30, (2000,), generator=g)]
+    mask = torch.rand(2000, generator=g) < 0.15
+    for q in (torch.randint(-2, 3, (1, 16), generator=g).float(), torch.randint(-2, 3, (4, 16), generator=g).float()):
+        for block_rows, threads in ((None, 1), (16, 1), (16, 2)):
+            got = _run(q, x, 25, metric, mask=mask, block_rows=block_rows, threads=threads)
+            check_topk(got, q, x, 25, metric, mask=mask, exact_indices=True)
+
+
 def test_k_larger_than_n_and_single_row() -> None:
     x = torch.randn(1, 8)
     q = torch.randn(3, 8)
