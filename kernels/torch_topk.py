@@ -286,35 +286,18 @@ def select_above(
     """Exact top-k of a block of scores among the entries above ``floor`` (per query), or None.
 
     ``floor`` is the running k-th best of earlier (lower-indexed) rows, so an entry equal to it
-    loses the tie and only entries strictly above it can enter. One comparison pass finds them;
-    after the first blocks there are few, and selecting among them is far cheaper than a full
-    ``topk`` of the block. Padding in the ``(B, m)`` result is ``-inf``.
+    loses the tie and only entries strictly above it can enter. For one query, one comparison
+    pass finds them; after the first blocks there are few, and selecting among them is far
+    cheaper than a full ``topk`` of the block. For a batch, torch's row-wise ``topk`` is about
+    as fast as the comparison and compaction passes, so the block is selected directly.
     """
-    if floor is None:
+    if floor is None or s.shape[0] != 1:
         return select_block(s, k)
-    hit = s > floor.unsqueeze(1)  # NaN and -inf never pass
-    b, width = int(s.shape[0]), int(s.shape[1])
-    if b == 1:
-        pos = hit[0].nonzero().squeeze(1)
-        if pos.shape[0] == 0:
-            return None
-        vals, p = select_topk(s[:, pos], None, k)
-        return vals, pos[p]
-    counts = hit.sum(dim=1)
-    m = int(counts.max())
-    if m == 0:
+    pos = (s[0] > floor[0]).nonzero().squeeze(1)  # NaN and -inf never pass
+    if pos.shape[0] == 0:
         return None
-    if 4 * m >= width:
-        return select_block(s, k)
-    r, c = hit.nonzero(as_tuple=True)  # row-major: each query's hits in index order
-    start = torch.cumsum(counts, 0) - counts
-    col = torch.arange(int(r.shape[0]), device=s.device) - start[r]
-    vals = torch.full((b, m), _NEG_INF, dtype=s.dtype, device=s.device)
-    pos = torch.zeros((b, m), dtype=torch.int64, device=s.device)
-    vals[r, col] = s[r, c]
-    pos[r, col] = c
-    v, p = select_topk(vals, None, k)
-    return v, pos.gather(1, p)
+    vals, p = select_topk(s[:, pos], None, k)
+    return vals, pos[p]
 
 
 # A mask that lets at most this share of the rows compete makes the scan gather those rows.
