@@ -138,12 +138,6 @@ def _key(path: Path) -> str:
     return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def _fmt_time(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 def _jpeg(img: PILImage.Image, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     img.convert("RGB").save(buf, format="JPEG", quality=quality)
@@ -359,12 +353,12 @@ def _rows_for(path: Path, kind: str, key: str, captions: Any, frame_mode: str, m
                "metadata": meta, "_real_text": bool(caption)}
         yield row, load_image(enc.data)
     elif kind == "video":
-        from .media.video import extract_frames
+        from .media.video import extract_frames, format_timestamp
 
         caption = _caption_for(path, captions)
         count = 0
         for frame in extract_frames(path, mode=frame_mode, max_gap=max_gap):  # type: ignore[arg-type]
-            when = _fmt_time(frame.timestamp)
+            when = format_timestamp(frame.timestamp)
             text = f"{caption} (frame at {when} of {path.name})" if caption else f"frame at {when} of {path.name}"
             meta = {**extra, "source": source, "timestamp": frame.timestamp, "frame_index": frame.index}
             if caption:

@@ -38,6 +38,7 @@ from llama_index.core.schema import (
 
 from multimodal_store import col, lit
 from multimodal_store.expr import Expr
+from multimodal_store.media.video import format_timestamp
 
 __all__ = ["ColumnMap", "ids_expr", "node_to_row", "ref_doc_expr", "row_id", "row_to_node"]
 
@@ -168,12 +169,6 @@ def _json_default(value: Any) -> Any:
 # --------------------------------------------------------------------------------------------- row -> node
 
 
-def _fmt_time(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 def row_id(row: Mapping[str, Any], cols: ColumnMap) -> str:
     """The node id of a stored row (stored form): its id column, or one made from its source.
 
@@ -248,7 +243,7 @@ def _ingested_node(row: Mapping[str, Any], cols: ColumnMap, metadata: dict[str, 
     if not text and source:
         name = os.path.basename(str(source))
         if timestamp is not None:
-            text = f"frame at {_fmt_time(float(timestamp))} of {name}"
+            text = f"frame at {format_timestamp(float(timestamp))} of {name}"
         elif image is not None:
             text = f"image {name}"
     ref = row.get(cols.ref_doc_id) or source

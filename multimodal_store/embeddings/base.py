@@ -107,9 +107,11 @@ def _texts(texts: str | Sequence[str]) -> list[str]:
 
 
 class _DimFromProbe:
-    """``dim`` given, or found by embedding one short text on first use."""
+    """``dim`` given, or found by embedding one short text on first use; and the batching
+    the LlamaIndex and LangChain adapters share (:meth:`_encode_batch`)."""
 
     _dim: int | None
+    normalize: bool
 
     def _probe(self) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -119,6 +121,21 @@ class _DimFromProbe:
         if self._dim is None:
             self._dim = int(self._probe().shape[-1])
         return self._dim
+
+    def _encode_batch(self, batch: list[Any], embed: Callable[[list[Any]], Any], who: str, *,
+                      learn_dim: bool = True) -> np.ndarray:
+        """``embed(batch)`` as a float32 ``(len(batch), dim)`` matrix (L2-normalised when
+        ``self.normalize``); an empty batch gives ``(0, dim)`` without calling ``embed``.
+
+        ``who`` names the wrapped method in shape errors. ``learn_dim`` records the vectors'
+        length as ``dim`` (document and image vectors do; query vectors do not).
+        """
+        if not batch:
+            return np.zeros((0, self.dim), np.float32)
+        out = _as_matrix(embed(batch), len(batch), who, self.normalize)
+        if learn_dim:
+            self._dim = out.shape[1]
+        return out
 
 
 # --------------------------------------------------------------------------------------------- LlamaIndex
@@ -148,34 +165,22 @@ class LlamaIndexEmbedder(_DimFromProbe):
         return self.encode_text(["dimension probe"])
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        batch = _texts(texts)
-        if not batch:
-            return np.zeros((0, self.dim), np.float32)
-        vectors = self.model.get_text_embedding_batch(batch)
-        out = _as_matrix(vectors, len(batch), "get_text_embedding_batch", self.normalize)
-        self._dim = out.shape[1]
-        return out
+        return self._encode_batch(_texts(texts), self.model.get_text_embedding_batch, "get_text_embedding_batch")
 
     def encode_query(self, texts: Sequence[str]) -> np.ndarray:
         """Query-side vectors (``get_query_embedding``; models with instructions differ)."""
-        batch = _texts(texts)
-        if not batch:
-            return np.zeros((0, self.dim), np.float32)
-        vectors = [self.model.get_query_embedding(t) for t in batch]
-        return _as_matrix(vectors, len(batch), "get_query_embedding", self.normalize)
+        return self._encode_batch(_texts(texts), lambda batch: [self.model.get_query_embedding(t) for t in batch],
+                                  "get_query_embedding", learn_dim=False)
 
 
 class LlamaIndexMultiModalEmbedder(LlamaIndexEmbedder):
     """A LlamaIndex ``MultiModalEmbedding`` (text and images) as an :class:`Embedder`."""
 
     def encode_image(self, images: Sequence[ImageLike]) -> np.ndarray:
-        batch = list(images)
-        if not batch:
-            return np.zeros((0, self.dim), np.float32)
-        vectors = self.model.get_image_embedding_batch([_llama_image_arg(im) for im in batch])
-        out = _as_matrix(vectors, len(batch), "get_image_embedding_batch", self.normalize)
-        self._dim = out.shape[1]
-        return out
+        return self._encode_batch(
+            list(images), lambda batch: self.model.get_image_embedding_batch([_llama_image_arg(im) for im in batch]),
+            "get_image_embedding_batch",
+        )
 
 
 def from_llama_index(embed_model: Any, *, dim: int | None = None,
@@ -216,29 +221,22 @@ class LangChainEmbedder(_DimFromProbe):
         return self.encode_text(["dimension probe"])
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        batch = _texts(texts)
-        if not batch:
-            return np.zeros((0, self.dim), np.float32)
-        out = _as_matrix(self.embeddings.embed_documents(batch), len(batch), "embed_documents", self.normalize)
-        self._dim = out.shape[1]
-        return out
+        return self._encode_batch(_texts(texts), self.embeddings.embed_documents, "embed_documents")
 
     def encode_query(self, texts: Sequence[str]) -> np.ndarray:
         """Query-side vectors (``embed_query``; models with instructions differ)."""
-        batch = _texts(texts)
-        if not batch:
-            return np.zeros((0, self.dim), np.float32)
-        vectors = [self.embeddings.embed_query(t) for t in batch]
-        return _as_matrix(vectors, len(batch), "embed_query", self.normalize)
+        return self._encode_batch(_texts(texts), lambda batch: [self.embeddings.embed_query(t) for t in batch],
+                                  "embed_query", learn_dim=False)
 
 
 class LangChainMultiModalEmbedder(LangChainEmbedder):
     """A LangChain ``Embeddings`` with ``embed_image(uris)`` as a text+image :class:`Embedder`."""
 
     def encode_image(self, images: Sequence[ImageLike]) -> np.ndarray:
-        batch = list(images)
-        if not batch:
-            return np.zeros((0, self.dim), np.float32)
+        return self._encode_batch(list(images), self._embed_image_files, "embed_image")
+
+    def _embed_image_files(self, batch: list[ImageLike]) -> Any:
+        """``embed_image(uris)`` of the images: paths as they are, others written to temporary files."""
         with tempfile.TemporaryDirectory(prefix="mmstore-img-") as tmp:
             uris: list[str] = []
             for i, im in enumerate(batch):
@@ -251,10 +249,7 @@ class LangChainMultiModalEmbedder(LangChainEmbedder):
                 with open(path, "wb") as f:
                     f.write(enc.data)
                 uris.append(path)
-            vectors = self.embeddings.embed_image(uris)
-        out = _as_matrix(vectors, len(batch), "embed_image", self.normalize)
-        self._dim = out.shape[1]
-        return out
+            return self.embeddings.embed_image(uris)
 
 
 def from_langchain(embeddings: Any, *, dim: int | None = None, normalize: bool = False) -> LangChainEmbedder:

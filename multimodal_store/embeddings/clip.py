@@ -55,6 +55,46 @@ def resolve_dtype(dtype: Any, device: Any) -> Any:
     return dtype
 
 
+_HUB_KWARGS = ("revision", "cache_dir", "local_files_only", "token")
+
+
+def _hub_kwargs(from_pretrained: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``from_pretrained`` that also apply to tokenizers and processors
+    (``revision``, ``cache_dir``, ``local_files_only``, ``token``)."""
+    return {k: from_pretrained[k] for k in _HUB_KWARGS if k in from_pretrained}
+
+
+class _TransformersModel:
+    """Loading shared by the transformers-backed embedders (:class:`CLIPEmbedder`,
+    :class:`~multimodal_store.embeddings.text.TextEmbedder`)."""
+
+    model_name: str
+    device: Any
+    dtype: Any
+    batch_size: int
+    model: Any
+    _torch: Any
+
+    def _load_model(self, model_name_or_path: str | os.PathLike[str], device: Any, dtype: Any,
+                    batch_size: int, from_pretrained: dict[str, Any]) -> Any:
+        """Check ``batch_size``, resolve ``device``/``dtype`` and load ``AutoModel`` in eval mode
+        on them (``from_pretrained`` are its keyword arguments); sets ``model_name``,
+        ``device``, ``dtype``, ``batch_size``, ``model`` and returns the transformers module."""
+        import torch
+
+        transformers = _import_transformers()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model_name = os.fspath(model_name_or_path)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.batch_size = int(batch_size)
+        self._torch = torch
+        model = transformers.AutoModel.from_pretrained(self.model_name, **from_pretrained)
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        return transformers
+
+
 def features_tensor(output: Any) -> Any:
     """The embedding tensor of ``get_text_features``/``get_image_features``: transformers 4.x
     returns it, 5.x returns a ``BaseModelOutputWithPooling`` holding it in ``pooler_output``."""
@@ -99,7 +139,7 @@ def _image_list(images: Any) -> list[Any]:
     return list(images)
 
 
-class CLIPEmbedder:
+class CLIPEmbedder(_TransformersModel):
     """Texts and images to L2-normalised float32 vectors with a CLIP-like dual encoder.
 
     ``model_name_or_path``: a hub name or local folder. ``device``: ``"cpu"``, ``"cuda"``...
@@ -117,19 +157,7 @@ class CLIPEmbedder:
 
     def __init__(self, model_name_or_path: str | os.PathLike[str], device: Any = None, dtype: Any = None,
                  batch_size: int = 32, *, reduce_images: bool = True, **from_pretrained: Any) -> None:
-        import torch
-
-        transformers = _import_transformers()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model_name = os.fspath(model_name_or_path)
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.batch_size = int(batch_size)
-        self._torch = torch
-
-        model = transformers.AutoModel.from_pretrained(self.model_name, **from_pretrained)
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        transformers = self._load_model(model_name_or_path, device, dtype, batch_size, from_pretrained)
         self.config = self.model.config
         self.tokenizer, self.image_processor = self._load_processors(transformers, from_pretrained)
         model_type = str(getattr(self.config, "model_type", ""))
@@ -143,7 +171,7 @@ class CLIPEmbedder:
         self._min_side = math.ceil(1.5 * side) if (reduce_images and side) else None
 
     def _load_processors(self, transformers: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
-        hub = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
+        hub = _hub_kwargs(kwargs)
         tokenizer = image_processor = None
         try:
             processor = transformers.AutoProcessor.from_pretrained(self.model_name, **hub)

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_store.embeddings.clip import _import_transformers, resolve_device, resolve_dtype
+from multimodal_store.embeddings.clip import _hub_kwargs, _TransformersModel
 
 __all__ = ["TextEmbedder"]
 
 
-class TextEmbedder:
+class TextEmbedder(_TransformersModel):
     """Texts to float32 vectors: the attention-masked mean of the last hidden states.
 
     ``normalize`` (default True) L2-normalises the vectors (cosine = dot product).
@@ -34,22 +34,9 @@ class TextEmbedder:
     def __init__(self, model_name_or_path: str | os.PathLike[str], device: Any = None, batch_size: int = 64,
                  max_length: int = 256, normalize: bool = True, dtype: Any = None,
                  **from_pretrained: Any) -> None:
-        import torch
-
-        transformers = _import_transformers()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model_name = os.fspath(model_name_or_path)
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.batch_size = int(batch_size)
+        transformers = self._load_model(model_name_or_path, device, dtype, batch_size, from_pretrained)
         self.normalize = normalize
-        self._torch = torch
-        hub = {k: from_pretrained[k] for k in ("revision", "cache_dir", "local_files_only", "token")
-               if k in from_pretrained}
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_name, **hub)
-        model = transformers.AutoModel.from_pretrained(self.model_name, **from_pretrained)
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_name, **_hub_kwargs(from_pretrained))
         positions = getattr(self.model.config, "max_position_embeddings", None) or max_length
         tok_max = getattr(self.tokenizer, "model_max_length", None) or max_length
         self.max_length = int(min(max_length, positions, tok_max))

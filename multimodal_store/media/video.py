@@ -53,7 +53,7 @@ from PIL import Image
 
 from multimodal_store.errors import MediaError
 
-__all__ = ["MODES", "Frame", "VideoSource", "extract_frames", "video_info"]
+__all__ = ["MODES", "Frame", "VideoSource", "extract_frames", "format_timestamp", "video_info"]
 
 #: A path, the encoded bytes, or a binary file object open for reading.
 VideoSource: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO"
@@ -78,6 +78,13 @@ class Frame:
     def __repr__(self) -> str:
         return (f"Frame(timestamp={self.timestamp:.3f}, index={self.index}, "
                 f"size={self.image.size}, source={self.source!r})")
+
+
+def format_timestamp(seconds: float) -> str:
+    """A frame time for captions: ``"MM:SS"``, or ``"H:MM:SS"`` from one hour on (seconds truncated)."""
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 @dataclass(order=True)
@@ -186,6 +193,18 @@ def _configure(stream: Any, threads: int | None) -> None:
         pass
 
 
+def _packets(av: Any, container: Any, stream: Any) -> Iterator[Any]:
+    """The demuxed packets of ``stream``; a demuxing error (truncated or corrupt container)
+    ends them early, as the end of the file would."""
+    demux = container.demux(stream)
+    while True:
+        try:
+            packet = next(demux)
+        except (StopIteration, av.error.FFmpegError, OSError, ValueError, EOFError):
+            return
+        yield packet
+
+
 def _decode(av: Any, container: Any, stream: Any, want: Any = None,
             seen: list[int] | None = None) -> Iterator[Any]:
     """Decoded frames of ``stream``, packet by packet; corrupt packets are skipped.
@@ -196,14 +215,7 @@ def _decode(av: Any, container: Any, stream: Any, want: Any = None,
     decoder is always flushed.
     """
     flushed = False
-    demux = container.demux(stream)
-    while True:
-        try:
-            packet = next(demux)
-        except StopIteration:
-            break
-        except (av.error.FFmpegError, OSError, ValueError, EOFError):
-            break  # truncated or corrupt container: keep what was decoded
+    for packet in _packets(av, container, stream):  # a corrupt container ends it: keep what was decoded
         if packet.size == 0 and packet.pts is None:
             flushed = True  # PyAV's end-of-stream packet: decoding it drains the decoder
         else:
@@ -425,14 +437,7 @@ def _scan(av: Any, container: Any, stream: Any) -> _Index:
     keys: list[int] = []
     end: int | None = None
     missing = False
-    demux = container.demux(stream)
-    while True:
-        try:
-            packet = next(demux)
-        except StopIteration:
-            break
-        except (av.error.FFmpegError, OSError, ValueError, EOFError):
-            break
+    for packet in _packets(av, container, stream):
         if packet.size == 0:
             continue
         pts = packet.pts if packet.pts is not None else packet.dts
