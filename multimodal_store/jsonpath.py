@@ -65,11 +65,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pajson
 
 from .errors import DataError
 
 _orjson: Any
-try:  # orjson is optional: ~5x faster parsing of large JSON columns
+try:  # a dependency, but the stdlib json still works without it (~2-4x slower per document)
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
@@ -306,10 +307,77 @@ def json_values(docs: pa.Array | pa.ChunkedArray | Sequence[Any], path: tuple[Pa
     """Extract ``path`` from every document.
 
     ``docs`` is either an Arrow array of JSON text (string, large_string or binary; null
-    rows are missing) or a sequence of already-parsed Python values.
+    rows are missing) or a sequence of already-parsed Python values. Invalid JSON raises
+    :class:`~multimodal_store.errors.DataError` naming the row.
+
+    A column of objects read by a path of keys goes through ``pyarrow.json`` first (parsed
+    in C++, only the path's value is materialised); whatever that reader cannot give
+    exactly is parsed row by row in Python, so the result never depends on the route.
     """
-    parsed = parse_documents(docs)
-    values = extract(parsed, tuple(path))
+    path = tuple(path)
+    if isinstance(docs, pa.ChunkedArray):
+        docs = docs.combine_chunks() if docs.num_chunks != 1 else docs.chunk(0)
+    if not isinstance(docs, pa.Array):
+        return _from_values(extract(list(docs), path))
+    if pa.types.is_dictionary(docs.type):
+        docs = docs.dictionary_decode()
+    if len(docs) >= _ARROW_MIN_ROWS:
+        fast = _arrow_json_values(docs, path)
+        if fast is not None:
+            return fast
+    return _python_json_values(docs, path)
+
+
+# -- row by row (Python) -------------------------------------------------------------------------
+
+
+def _python_json_values(docs: pa.Array, path: tuple[PathStep, ...], rows: np.ndarray | None = None) -> JsonValues:
+    """:func:`json_values` by parsing each document in Python; ``rows`` numbers them in errors."""
+    return _from_values(_parse_extract(docs.to_pylist(), path, rows))
+
+
+def _parse_extract(texts: list[Any], path: tuple[PathStep, ...], rows: np.ndarray | None) -> list[Any]:
+    """The value at ``path`` of each JSON text (``None`` where missing or the text is null).
+
+    Each document is dropped as soon as its value is read: keeping a million parsed
+    documents alive makes the cyclic garbage collector rescan them over and over.
+    """
+    fast_loads = _orjson.loads if _orjson is not None else json.loads
+    out: list[Any] = [None] * len(texts)
+    for i, text in enumerate(texts):
+        if text is None:
+            continue
+        try:
+            doc = fast_loads(text)
+        except (ValueError, TypeError):  # json accepts a few things orjson does not (NaN, huge integers)
+            try:
+                doc = json.loads(text)
+            except (ValueError, TypeError) as err:
+                row = i if rows is None else int(rows[i])
+                raise DataError(f"row {row} of the JSON column is not valid JSON: {err}") from None
+        if doc is not None:
+            out[i] = _step(doc, path) if path else doc
+    return out
+
+
+def _from_values(values: list[Any]) -> JsonValues:
+    """:class:`JsonValues` of Python values (``None`` = missing), in bulk when they share a type."""
+    present = set(map(type, values))
+    present.discard(type(None))
+    arrow_type = {frozenset(): pa.null(), frozenset({str}): pa.string(), frozenset({bool}): pa.bool_(),
+                  frozenset({int}): pa.int64(), frozenset({float}): pa.float64()}.get(frozenset(present))
+    if arrow_type is not None:
+        try:
+            column = pa.array(values, arrow_type)
+        except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):  # integers beyond 64 bits
+            pass
+        else:
+            return _from_arrow(column, values)
+    return _classified(values)
+
+
+def _classified(values: list[Any]) -> JsonValues:
+    """:class:`JsonValues` of Python values of any mix of types, classified one by one."""
     n = len(values)
     kind = np.zeros(n, dtype=np.int8)
     texts: list[str | None] = [None] * n
@@ -337,5 +405,257 @@ def json_values(docs: pa.Array | pa.ChunkedArray | Sequence[Any], path: tuple[Pa
         text=pa.array(texts, pa.string()),
         number=pa.array(nums, pa.float64()),
         boolean=pa.array(bools, pa.bool_()),
+        items=items,
+    )
+
+
+def _from_arrow(column: pa.Array, items: list[Any]) -> JsonValues:
+    """:class:`JsonValues` of one Arrow column of JSON scalars (null = missing).
+
+    ``column`` is null, string, bool, int64 or float64, and ``items`` its Python values.
+    """
+    n = len(column)
+    valid = _valid_mask(column)
+    text: pa.Array
+    number = pa.nulls(n, pa.float64())
+    boolean = pa.nulls(n, pa.bool_())
+    if pa.types.is_null(column.type):
+        kind, text = KIND_MISSING, pa.nulls(n, pa.string())
+    elif pa.types.is_string(column.type):
+        kind, text = KIND_STRING, column
+    elif pa.types.is_boolean(column.type):
+        kind, boolean = KIND_BOOL, column
+        text = pc.if_else(column, pa.scalar("true"), pa.scalar("false"))
+    elif pa.types.is_int64(column.type):
+        kind, text = KIND_NUMBER, pc.cast(column, pa.string())
+        number = pc.cast(column, pa.float64(), safe=False)  # rounds to nearest, like float(int)
+    elif pa.types.is_float64(column.type):
+        kind, number, text = KIND_NUMBER, column, _float_texts(column)
+    else:
+        raise TypeError(f"expected a null, string, bool, int64 or float64 column, got {column.type}")
+    return JsonValues(
+        kind=np.where(valid, np.int8(kind), np.int8(KIND_MISSING)).astype(np.int8, copy=False),
+        text=text,
+        number=number,
+        boolean=boolean,
+        items=items,
+    )
+
+
+def _float_texts(column: pa.DoubleArray) -> pa.StringArray:
+    """``repr`` of each float (null stays null), like :func:`_number_text`.
+
+    Arrow's float formatting (shortest round-trip digits) spells non-integral floats from
+    1e-4 to 1e10 the way ``repr`` does, and is ~5x cheaper; the other values (exponent
+    forms, ``2.0``, ``nan``, ``inf``) are formatted by ``repr``.
+    """
+    by_repr = _valid_mask(column)
+    text = pc.cast(column, pa.string())
+    if _arrow_formats_floats_like_repr():
+        values = column.to_numpy(zero_copy_only=False)  # nulls read as NaN
+        magnitude = np.abs(values)
+        with np.errstate(invalid="ignore"):
+            like_repr = (magnitude >= 1e-4) & (magnitude < 1e10) & (np.floor(values) != values)
+        by_repr &= ~like_repr
+    rows = np.flatnonzero(by_repr)
+    if len(rows) == 0:
+        return text
+    texts = [repr(v) for v in column.take(pa.array(rows, pa.int64())).to_pylist()]
+    mask = np.zeros(len(column), dtype=bool)
+    mask[rows] = True
+    return pc.replace_with_mask(text, pa.array(mask, pa.bool_()), pa.array(texts, pa.string()))
+
+
+#: Floats that Arrow's cast to string must spell as ``repr`` does for :func:`_float_texts` to use it.
+_FLOAT_PROBES = (0.1, -2.5, 1 / 3, -2 / 3 * 1e9, 0.00012345678901234567, 9876543210.123456, 1e-4 + 1e-19, 123.456)
+_arrow_float_format_ok: bool | None = None
+
+
+def _arrow_formats_floats_like_repr() -> bool:
+    """Whether this pyarrow spells the probe floats as ``repr`` does (checked once)."""
+    global _arrow_float_format_ok
+    if _arrow_float_format_ok is None:
+        cast = pc.cast(pa.array(_FLOAT_PROBES, pa.float64()), pa.string()).to_pylist()
+        _arrow_float_format_ok = cast == [repr(v) for v in _FLOAT_PROBES]
+    return _arrow_float_format_ok
+
+
+def _valid_mask(arr: pa.Array) -> np.ndarray:
+    """Boolean numpy mask of the non-null rows of ``arr``."""
+    if arr.null_count == 0:
+        return np.ones(len(arr), dtype=bool)
+    return np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+# -- vectorised (pyarrow.json) -------------------------------------------------------------------
+
+#: Columns shorter than this are parsed row by row (the reader's fixed cost is not worth it).
+_ARROW_MIN_ROWS = 1024
+#: The documents and values read in Python to guess the Arrow type of the path's values.
+_SAMPLE_ROWS = 1000
+_SAMPLE_VALUES = 32
+#: What sends a document to the exact Python parser: line breaks would split it into several
+#: JSON lines, and Arrow (RapidJSON with ``kParseNanAndInfFlag``) also reads the values ``Inf``,
+#: ``-Inf`` and ``-NaN``, which Python's json rejects. The bytes are a quick test of a whole
+#: column; only when one turns up does the pattern (values only) pick the rows.
+_SUSPECT_BYTES = (b"\n", b"\r", b"NaN", b"Inf")
+_SUSPECT_PATTERN = r"[\n\r]|[\[:,][ \t]*-?(?:NaN|Inf)"
+_MIN_BLOCK = 1 << 24
+_SCAN_CHUNK = 1 << 22
+_MAX_BLOCK = (1 << 31) - 1
+
+
+def _arrow_json_values(docs: pa.Array, path: tuple[PathStep, ...]) -> JsonValues | None:
+    """:func:`json_values` through ``pyarrow.json``, or ``None`` where it cannot be used.
+
+    Only key paths over string columns qualify. The reader is given a schema holding just
+    the path (other keys are skipped unconverted) with a type guessed from a sample; it
+    fails, and this returns ``None``, when a row holds a value of another type or the path
+    is not an object on the way. Rows that are not a plain one-line object and floats that
+    could have been written as integers (``2`` and ``2.0`` read the same) are redone in
+    Python, since the JSON text of a number is part of the result.
+    """
+    if not path or any(type(step) is not str for step in path):
+        return None
+    if not (pa.types.is_string(docs.type) or pa.types.is_large_string(docs.type)):
+        return None
+    valid = _valid_mask(docs)
+    exact = valid & ~_plain_object_rows(docs)
+    if not valid.any() or exact.all():
+        return None
+    column = None
+    for arrow_type in _guessed_types(docs, ~valid | exact, path):
+        column = _read_path(docs, ~valid | exact, path, arrow_type)
+        if column is not None:
+            break
+    if column is None:
+        return None
+    out = _from_arrow(column, column.to_pylist())
+    if pa.types.is_float64(column.type):
+        values = column.to_numpy(zero_copy_only=False)
+        with np.errstate(invalid="ignore"):
+            exact |= np.isfinite(values) & (np.floor(values) == values)
+    rows = np.flatnonzero(exact)
+    if len(rows):
+        out = _replace_rows(out, rows, _python_json_values(docs.take(pa.array(rows, pa.int64())), path, rows))
+    return out
+
+
+def _plain_object_rows(docs: pa.Array) -> np.ndarray:
+    """Mask of the rows that are one line from ``{`` to ``}`` without a suspect byte.
+
+    Each such row is one JSON line that gives exactly one record or an error, so the
+    reader's record count proves that no document was split or merged.
+    """
+    plain = pc.and_(pc.starts_with(docs, "{"), pc.ends_with(docs, "}"))
+    if _holds_suspect_bytes(docs):
+        plain = pc.and_(plain, pc.invert(pc.match_substring_regex(docs, _SUSPECT_PATTERN)))
+    return np.asarray(plain.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _holds_suspect_bytes(docs: pa.Array) -> bool:
+    """Whether the text of ``docs`` (null rows included) holds one of :data:`_SUSPECT_BYTES`.
+
+    Searched a few MiB at a time with ``bytes`` methods, first byte first (memchr), which
+    is far cheaper than a per-row regex over the whole column.
+    """
+    _, offsets_buf, data = docs.buffers()
+    if data is None or len(docs) == 0:
+        return False
+    offsets_type = np.int64 if pa.types.is_large_string(docs.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=offsets_type)[docs.offset : docs.offset + len(docs) + 1]
+    start, stop = int(offsets[0]), int(offsets[-1])
+    overlap = max(len(token) for token in _SUSPECT_BYTES) - 1
+    for begin in range(start, stop, _SCAN_CHUNK):
+        chunk = data[begin : min(stop, begin + _SCAN_CHUNK + overlap)].to_pybytes()
+        if any(token[:1] in chunk and token in chunk for token in _SUSPECT_BYTES):
+            return True
+    return False
+
+
+def _guessed_types(docs: pa.Array, skip: np.ndarray, path: tuple[PathStep, ...]) -> list[pa.DataType]:
+    """Arrow types to try for the values at ``path``, guessed from the first documents.
+
+    Empty when the sample holds objects, arrays, mixed kinds or invalid JSON: those
+    columns are left to the Python parser.
+    """
+    sample = np.flatnonzero(~skip)[:_SAMPLE_ROWS]
+    seen: set[type] = set()
+    found = 0
+    for text in docs.take(pa.array(sample, pa.int64())).to_pylist():
+        try:
+            value = _step(_loads(text), path)
+        except (ValueError, TypeError):
+            return []
+        if value is None:
+            continue
+        seen.add(type(value))
+        found += 1
+        if found >= _SAMPLE_VALUES:
+            break
+    if not seen or seen == {str}:
+        return [pa.string()]
+    if seen == {bool}:
+        return [pa.bool_()]
+    if seen == {int}:
+        return [pa.int64(), pa.float64()]
+    if seen <= {int, float}:
+        return [pa.float64()]
+    return []
+
+
+def _read_path(
+    docs: pa.Array, skip: np.ndarray, path: tuple[PathStep, ...], arrow_type: pa.DataType
+) -> pa.Array | None:
+    """The values at ``path`` read by ``pyarrow.json`` as ``arrow_type`` (``skip`` rows read as ``{}``).
+
+    ``None`` when the reader fails (a value of another type, a non-object on the path, a
+    repeated key, invalid JSON...) or does not give one record per row.
+    """
+    if skip.any():
+        docs = pc.if_else(pa.array(skip, pa.bool_()), pa.scalar("{}", docs.type), docs)
+    lines = pc.binary_join_element_wise(docs, pa.scalar("", docs.type), pa.scalar("\n", docs.type))
+    offsets_type = np.int64 if pa.types.is_large_string(lines.type) else np.int32
+    offsets = np.frombuffer(lines.buffers()[1], dtype=offsets_type)[lines.offset : lines.offset + len(lines) + 1]
+    longest = int(np.diff(offsets).max())
+    if longest >= _MAX_BLOCK:
+        return None
+    data = lines.buffers()[2][int(offsets[0]) : int(offsets[-1])]
+    field_type = arrow_type
+    for key in reversed(path[1:]):
+        field_type = pa.struct([(key, field_type)])
+    try:
+        table = pajson.read_json(
+            pa.BufferReader(data),
+            read_options=pajson.ReadOptions(block_size=max(_MIN_BLOCK, longest + 1)),
+            parse_options=pajson.ParseOptions(
+                explicit_schema=pa.schema([(path[0], field_type)]), unexpected_field_behavior="ignore"
+            ),
+        )
+        if table.num_rows != len(docs):
+            return None
+        column = table.column(0).combine_chunks()  # fails beyond 2 GiB of strings
+    except pa.ArrowException:
+        return None
+    for _ in path[1:]:
+        column = column.flatten()[0]  # the struct's only field, null where the struct is null
+    return column
+
+
+def _replace_rows(base: JsonValues, rows: np.ndarray, part: JsonValues) -> JsonValues:
+    """``base`` with the rows at ``rows`` (ascending) replaced by those of ``part``, in order."""
+    mask = np.zeros(len(base), dtype=bool)
+    mask[rows] = True
+    where = pa.array(mask, pa.bool_())
+    kind = base.kind.copy()
+    kind[rows] = part.kind
+    items = list(base.items)
+    for i, item in zip(rows.tolist(), part.items, strict=True):
+        items[i] = item
+    return JsonValues(
+        kind=kind,
+        text=pc.replace_with_mask(base.text, where, part.text),
+        number=pc.replace_with_mask(base.number, where, part.number),
+        boolean=pc.replace_with_mask(base.boolean, where, part.boolean),
         items=items,
     )
