@@ -263,18 +263,13 @@ def _vector_hits(ds: Dataset, frags: list[FragmentView], vs: VectorSearch, where
     q = torch.from_numpy(query).reshape(1, -1)
     for i, fv in enumerate(frags):
         corpus, valid, norms = _corpus(ds, fv, vs.column, ctype)
-        mask = np.zeros(fv.rows, dtype=bool)
-        live = fv.live_offsets()
-        lm = _live_mask(ds, fv, where)
-        mask[live if lm is None else live[lm]] = True
-        if valid is not None:
-            mask &= valid
-        if not mask.any():
+        mask = _competing_rows(fv, _live_mask(ds, fv, where), valid)
+        eligible = fv.rows if mask is None else int(np.count_nonzero(mask))
+        if eligible == 0:
             continue
-        kk = min(k, int(mask.sum()))
-        full = bool(mask.all())
-        scores, idx = _ranked(q, corpus, norms, kk, vs.metric, None if full else torch.from_numpy(mask),
-                              best_first, topk)
+        full = eligible == fv.rows
+        scores, idx = _ranked(q, corpus, norms, min(k, eligible), vs.metric,
+                              None if full or mask is None else torch.from_numpy(mask), best_first, topk)
         parts.append((scores, idx + int(bases[i])))
     if not parts:
         return _Hits([], [], np.zeros(0, np.float32))
@@ -290,6 +285,20 @@ def _vector_hits(ds: Dataset, frags: list[FragmentView], vs: VectorSearch, where
     s, g = s[offset:], g[offset:]
     fr = (np.searchsorted(bases, g, side="right") - 1).astype(np.int64)
     return _Hits(fr.tolist(), (g - bases[fr]).tolist(), s.astype(np.float32))
+
+
+def _competing_rows(fv: FragmentView, live_mask: np.ndarray | None, valid: np.ndarray | None) -> np.ndarray | None:
+    """Mask over the physical rows of ``fv`` that may compete: live, passing the filter (``live_mask``,
+    over the live rows), with a non-null embedding (``valid``); None when every row may."""
+    if len(fv.deleted) == 0:
+        mask = live_mask  # live rows are all the physical rows, in order
+    else:
+        mask = np.zeros(fv.rows, dtype=bool)
+        live = fv.live_offsets()
+        mask[live if live_mask is None else live[live_mask]] = True
+    if valid is not None:
+        mask = valid if mask is None else mask & valid
+    return mask
 
 
 def _ranked(q: torch.Tensor, corpus: torch.Tensor, norms: torch.Tensor, k: int, metric: str,

@@ -277,3 +277,31 @@ def test_filtered_search_matches_brute_force(kb: mms.Dataset, pred, k: int, seed
     df = _frame(kb)
     sub = df[fn(df).fillna(False).astype(bool)]
     assert res["n"] == _cos_rank(sub, q, k)
+
+
+@pytest.mark.parametrize("deleted", [False, True])
+def test_null_embeddings_and_deleted_rows_never_compete(tmp_path, deleted: bool) -> None:
+    """Rows without an embedding, deleted rows and filtered-out rows never rank; the rest rank as numpy does."""
+    rng = np.random.default_rng(3)
+    n = 300
+    emb = rng.standard_normal((n, DIM)).astype(np.float32)
+    has_emb = rng.random(n) > 0.3
+    ds = mms.open(str(tmp_path / "nulls"))
+    ds.add_column("n", types.Int64())
+    ds.add_column("clip_embedding", types.Embedding(DIM))
+    ds.append([{"n": i, "clip_embedding": emb[i] if has_emb[i] else None} for i in range(n)])
+    ds.commit("rows")
+    gone = set(range(0, n, 7)) if deleted else set()
+    if gone:
+        ds.delete(sorted(gone))
+        ds.commit("deletes")
+    q = rng.standard_normal(DIM).astype(np.float32)
+    cos = emb @ q / (np.linalg.norm(emb, axis=1) * np.linalg.norm(q))
+    picked = list(range(3, n, 10))  # a sparse filter: the kernel visits only these rows
+    for where, keep in (("", lambda i: True), ("WHERE n IN :ids", lambda i: i in picked)):
+        ok = [i for i in range(n) if has_emb[i] and i not in gone and keep(i)]
+        want = sorted(ok, key=lambda i: (-cos[i], i))[:25]
+        res = ds.query(f"SELECT n FROM t {where} ORDER BY cosine_similarity(clip_embedding, :q) LIMIT 25",
+                       {"q": q, "ids": picked})
+        assert res["n"] == want
+        np.testing.assert_allclose(res.scores, cos[want], rtol=1e-5)
