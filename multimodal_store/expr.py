@@ -1120,7 +1120,24 @@ def mask_from(array: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:
         return np.zeros(len(array), dtype=bool)
     if not pa.types.is_boolean(array.type):
         raise QueryError(f"a filter must be boolean, got {array.type}")
-    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
+    return _true_bits(array)
+
+
+def _bits(buf: pa.Buffer, offset: int, n: int) -> np.ndarray:
+    """``n`` bits of an Arrow bitmap from bit ``offset``, as a numpy bool array."""
+    return np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")[offset : offset + n].view(np.bool_)
+
+
+def _true_bits(array: pa.BooleanArray) -> np.ndarray:
+    """Rows of a boolean Arrow array that are TRUE (not FALSE, not NULL), unpacked from its bitmaps."""
+    validity, values = array.buffers()
+    n, offset = len(array), array.offset
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    mask = _bits(values, offset, n)
+    if validity is not None and array.null_count:
+        mask = mask & _bits(validity, offset, n)
+    return mask
 
 
 def evaluate(

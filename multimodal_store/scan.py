@@ -42,15 +42,16 @@ class FragmentSource:
     def __init__(self, ds: Dataset, fv: FragmentView, offsets: np.ndarray | None = None) -> None:
         self._ds = ds
         self._fv = fv
-        self._offsets = fv.live_offsets() if offsets is None else offsets
         self._all_live = offsets is None and len(fv.deleted) == 0
+        # every physical row, in order, needs no offsets (and no take)
+        self._offsets = offsets if offsets is not None else (None if self._all_live else fv.live_offsets())
 
     @property
     def num_rows(self) -> int:
-        return len(self._offsets)
+        return self._fv.rows if self._offsets is None else len(self._offsets)
 
     def _take(self, arr: pa.Array) -> pa.Array:
-        if self._all_live:
+        if self._offsets is None:
             return arr
         return arr.take(pa.array(self._offsets, type=pa.int64()))
 
@@ -77,7 +78,7 @@ class FragmentSource:
             values = physical()
         else:
             values = self._ds._cache.get(("json", group, fid, path), physical)
-        return values if self._all_live else values.take(self._offsets)
+        return values if self._offsets is None else values.take(self._offsets)
 
 
 def fragment_mask(ds: Dataset, fv: FragmentView, predicate: Expr, params: Any = None) -> np.ndarray:
