@@ -20,6 +20,13 @@ Speed on CPU (see ``benchmarks/kernels.py``):
   kernel does not round as expected.
 * otherwise (batches, int8, no norms): each block is converted into a float32 buffer and
   multiplied there (float32 accumulation, float32 results).
+* a sparse mask (at most a quarter of the rows may compete): only the eligible rows are
+  visited, read in place by faiss's by-index inner products (one float32 query) or gathered
+  block by block into a cache-sized buffer; a 10% mask costs about a quarter of a full scan.
+
+With one query, each block is selected among the scores above the running k-th best only
+(one comparison pass), and blocks are large: streaming a block evicts the caches, so each
+block's small torch ops start cold.
 """
 
 from __future__ import annotations
