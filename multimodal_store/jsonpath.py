@@ -136,22 +136,20 @@ def parse_documents(docs: pa.Array | pa.ChunkedArray | Sequence[Any]) -> list[An
     A sequence that is not an Arrow array is taken as already-parsed values and returned
     as a list. Invalid JSON raises :class:`~multimodal_store.errors.DataError` naming the row.
     """
-    if isinstance(docs, pa.ChunkedArray):
-        docs = docs.combine_chunks() if docs.num_chunks != 1 else docs.chunk(0)
+    docs = _text_array(docs)
     if not isinstance(docs, pa.Array):
         return list(docs)
-    if pa.types.is_dictionary(docs.type):
+    return _parse_extract(docs.to_pylist(), (), None)
+
+
+def _text_array(docs: pa.Array | pa.ChunkedArray | Sequence[Any]) -> pa.Array | Sequence[Any]:
+    """A JSON text column as one plain Arrow array (chunks combined, dictionary decoded);
+    a sequence of parsed values is returned as it is."""
+    if isinstance(docs, pa.ChunkedArray):
+        docs = docs.combine_chunks() if docs.num_chunks != 1 else docs.chunk(0)
+    if isinstance(docs, pa.Array) and pa.types.is_dictionary(docs.type):
         docs = docs.dictionary_decode()
-    out: list[Any] = []
-    for i, text in enumerate(docs.to_pylist()):
-        if text is None:
-            out.append(None)
-            continue
-        try:
-            out.append(_loads(text))
-        except (ValueError, TypeError) as err:
-            raise DataError(f"row {i} of the JSON column is not valid JSON: {err}") from None
-    return out
+    return docs
 
 
 def _step(value: Any, path: tuple[PathStep, ...]) -> Any:
@@ -315,12 +313,9 @@ def json_values(docs: pa.Array | pa.ChunkedArray | Sequence[Any], path: tuple[Pa
     exactly is parsed row by row in Python, so the result never depends on the route.
     """
     path = tuple(path)
-    if isinstance(docs, pa.ChunkedArray):
-        docs = docs.combine_chunks() if docs.num_chunks != 1 else docs.chunk(0)
+    docs = _text_array(docs)
     if not isinstance(docs, pa.Array):
         return _from_values(extract(list(docs), path))
-    if pa.types.is_dictionary(docs.type):
-        docs = docs.dictionary_decode()
     if len(docs) >= _ARROW_MIN_ROWS:
         fast = _arrow_json_values(docs, path)
         if fast is not None:
@@ -342,19 +337,15 @@ def _parse_extract(texts: list[Any], path: tuple[PathStep, ...], rows: np.ndarra
     Each document is dropped as soon as its value is read: keeping a million parsed
     documents alive makes the cyclic garbage collector rescan them over and over.
     """
-    fast_loads = _orjson.loads if _orjson is not None else json.loads
     out: list[Any] = [None] * len(texts)
     for i, text in enumerate(texts):
         if text is None:
             continue
         try:
-            doc = fast_loads(text)
-        except (ValueError, TypeError):  # json accepts a few things orjson does not (NaN, huge integers)
-            try:
-                doc = json.loads(text)
-            except (ValueError, TypeError) as err:
-                row = i if rows is None else int(rows[i])
-                raise DataError(f"row {row} of the JSON column is not valid JSON: {err}") from None
+            doc = _loads(text)
+        except (ValueError, TypeError) as err:
+            row = i if rows is None else int(rows[i])
+            raise DataError(f"row {row} of the JSON column is not valid JSON: {err}") from None
         if doc is not None:
             out[i] = _step(doc, path) if path else doc
     return out
