@@ -6,6 +6,13 @@ are merged into a running top-k. No ``B x N`` score matrix is ever built.
 
 Speed on CPU (see ``benchmarks/kernels.py``):
 
+* up to 64 queries, with the C kernel built (``cpu_simd``, x86-64 with AVX2 / FMA / F16C): it
+  reads float16 / bfloat16 / float32 rows in place, converts halves in registers and
+  accumulates in float32, so half-precision storage streams at memory speed (about twice as
+  fast as float32 for one query); squared norms come from the same pass when none are given,
+  and sparse masks are read by position. The row range is split over
+  ``torch.get_num_threads()`` Python threads (the kernel releases the GIL).
+  Without the kernel:
 * one float32 query with faiss installed: faiss's SIMD ``fvec_inner_products_ny`` per block
   (it streams rows faster than BLAS gemv), the row range split over ``torch.get_num_threads()``
   Python threads (faiss releases the GIL). Without faiss the query is padded to two rows, because
@@ -39,13 +46,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import cpu_simd
 from ._common import TopKArgs, finalize, select_topk
 
 __all__ = ["row_norms", "scan", "topk_torch"]
 
 _NEG_INF = float("-inf")
-# One or two queries on a half-precision corpus use the filtered matrix-vector path.
+# One or two queries on a half-precision corpus use the filtered matrix-vector path (without the C kernel).
 _FILTER_MAX_BATCH = 2
+# Batches up to this size use the C kernel (larger ones: BLAS on float32 blocks is faster).
+_SIMD_MAX_BATCH = 64
 # Rows per block of the streaming paths that need no conversion buffer (per-block overhead is fixed).
 _FAST_BLOCK = 1 << 15
 # Relative bound on the output rounding of the reduced-precision gemv (2x the unit roundoff).
@@ -68,10 +78,11 @@ def _default_block_rows(args: TopKArgs) -> int:
         # the (B, rows) float32 scores <= 256 MiB, a float32 copy of the rows <= 512 MiB
         rows = min((1 << 26) // max(1, args.batch), (1 << 27) // args.dim)
         return _pow2_clamp(rows, 4096, 1 << 20)
-    if _faiss_single_query(args):
+    if _streams_in_place(args):
         # large blocks: streaming a block evicts the caches, so every block pays cold per-op
-        # overheads afterwards; two blocks per thread at least
-        return _pow2_clamp(args.rows // (2 * torch.get_num_threads()), 1 << 13, 1 << 17)
+        # overheads afterwards; two blocks per thread at least; (B, rows) scores <= 8 MiB
+        hi = _pow2_clamp((1 << 21) // args.batch, 1 << 13, 1 << 17)
+        return _pow2_clamp(args.rows // (2 * torch.get_num_threads()), 1 << 13, hi)
     # (B, rows) scores of ~16 MiB: few enough blocks that the per-op thread synchronization stays
     # small (many small parallel ops are very slow on a busy machine)
     rows = (1 << 22) // max(1, args.batch)
@@ -151,8 +162,9 @@ class _BlockScorer:
         qn = torch.linalg.vector_norm(q, dim=1)
         self.inv_q = torch.where(qn > 0, 1.0 / qn, torch.zeros_like(qn)).unsqueeze(1)
         self.block_rows = block_rows
+        self.simd = _use_simd(args)
         self.buf: torch.Tensor | None = None
-        if args.corpus.dtype != torch.float32 and on_cpu:
+        if args.corpus.dtype != torch.float32 and on_cpu and not self.simd:
             self.buf = torch.empty((block_rows, args.dim), dtype=torch.float32)
         self.gather_buf: torch.Tensor | None = None
         # faiss's fvec kernels beat BLAS for one query (and for row norms) on CPU
@@ -197,8 +209,11 @@ class _BlockScorer:
     def _faiss_ok(self, xf: torch.Tensor) -> bool:
         return self.faiss is not None and xf.is_contiguous()
 
-    def norms(self, rows: Rows, xf: torch.Tensor | None, *, squared: bool = False) -> torch.Tensor:
-        """|x| (or |x|^2) of the dequantized rows: given, or computed from the float32 block.
+    def norms(
+        self, rows: Rows, xf: torch.Tensor | None, *, squared: bool = False, sq: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """|x| (or |x|^2) of the dequantized rows: given, computed by the C kernel (``sq``, the
+        squares), or computed from the float32 block.
 
         Computed squares are summed directly (not squared roots), so integer data gives exact
         L2 scores and exact ties.
@@ -207,6 +222,8 @@ class _BlockScorer:
         if args.corpus_norms is not None:
             n = args.corpus_norms[rows]
             return n * n if squared else n
+        if sq is not None:
+            return sq if squared else sq.sqrt()
         assert xf is not None, "rows scored in place need given norms"
         count = int(xf.shape[0])
         if self._faiss_ok(xf):
@@ -252,7 +269,11 @@ class _BlockScorer:
         """Internal scores ``(B, len(rows))``; rows that ``mask`` rules out score -inf."""
         args = self.args
         xf: torch.Tensor | None = None
-        if isinstance(rows, torch.Tensor) and self.in_place:
+        sq: torch.Tensor | None = None
+        if self.simd:
+            want_sq = args.metric != "ip" and args.corpus_norms is None
+            s, sq = cpu_simd.scores(args.corpus, self.q, rows, norms=want_sq)
+        elif isinstance(rows, torch.Tensor) and self.in_place:
             s = self.dots_in_place(rows)
         else:
             xf = self.rows_fp32(rows)
@@ -260,11 +281,11 @@ class _BlockScorer:
         if args.corpus_scales is not None:
             s.mul_(args.corpus_scales[rows])
         if args.metric == "cosine":
-            xn = self.norms(rows, xf)
+            xn = self.norms(rows, xf, sq=sq)
             inv_x = torch.where(xn > 0, 1.0 / xn, torch.zeros_like(xn))
             s.mul_(self.inv_q).mul_(inv_x)
         elif args.metric == "l2":
-            s.mul_(2.0).sub_(self.norms(rows, xf, squared=True))
+            s.mul_(2.0).sub_(self.norms(rows, xf, squared=True, sq=sq))
         return apply_mask(s, mask, rows)
 
 
@@ -335,8 +356,8 @@ def scan(
     A sparse mask (at most a quarter of the rows may compete) makes the scan visit only the
     eligible rows: a single float32 query reads them in place, other cases gather them block
     by block into a cache-sized buffer. ``threads`` (default ``torch.get_num_threads()``)
-    splits the single-query faiss path over Python threads (faiss releases the GIL); the other
-    paths parallelize inside torch.
+    splits the C kernel and the single-query faiss paths over Python threads (both release the
+    GIL); the other paths parallelize inside torch.
     """
     n, b = args.rows, args.batch
     if n == 0 or b == 0:
@@ -349,10 +370,10 @@ def scan(
     total = n
     if rows is not None:
         total = int(rows.shape[0])
-        if not block_rows and not _faiss_single_query(args):
+        if not block_rows and not _streams_in_place(args):
             nb = min(nb, _pow2_clamp((8 << 20) // (4 * args.dim), 256, 1 << 15))  # cache-sized gathers
     t = int(threads) if threads else torch.get_num_threads()
-    if t > 1 and total >= 2 * nb and _faiss_single_query(args):
+    if t > 1 and total >= 2 * nb and _streams_in_place(args):
         per = -(-total // (t * nb)) * nb  # rows per thread, a multiple of the block
         bounds = [(r0, min(total, r0 + per)) for r0 in range(0, total, per)]
         with ThreadPoolExecutor(max_workers=len(bounds)) as pool:
@@ -383,6 +404,22 @@ def _scan_range(
     return running.result(args.batch, args.device)
 
 
+def _use_simd(args: TopKArgs) -> bool:
+    """The C kernel scores this search (CPU, no int8 scales, a batch it is faster for)."""
+    return (
+        args.device.type == "cpu"
+        and args.corpus_scales is None
+        and 0 < args.batch <= _SIMD_MAX_BATCH
+        and args.corpus.stride(1) == 1
+        and cpu_simd.available(args.corpus.dtype)
+    )
+
+
+def _streams_in_place(args: TopKArgs) -> bool:
+    """A GIL-releasing kernel streams the rows in place (large blocks, Python threads)."""
+    return _use_simd(args) or _faiss_single_query(args)
+
+
 def _faiss_single_query(args: TopKArgs) -> bool:
     return (
         args.device.type == "cpu"
@@ -404,6 +441,7 @@ def _use_filter(args: TopKArgs) -> bool:
         and 0 < args.batch <= _FILTER_MAX_BATCH
         and args.corpus_norms is not None
         and args.corpus.stride(1) == 1
+        and not _use_simd(args)
         and _reduced_gemv_ok(args.corpus.dtype, args.dim)
     )
 

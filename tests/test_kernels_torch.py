@@ -7,12 +7,30 @@ import pytest
 import torch
 from test_kernels_common import check_topk, make_corpus, tolerance
 
-from multimodal_store.kernels import row_norms, topk
+from multimodal_store.kernels import cpu_simd, row_norms, topk
 from multimodal_store.kernels import torch_topk as tt
 from multimodal_store.kernels._common import finalize, prepare
 
 METRICS = ["cosine", "ip", "l2"]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.int8]
+
+
+@pytest.fixture(autouse=True, params=["simd", "torch-only"])
+def cpu_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the C kernel (where it is built and the CPU runs it) and without it."""
+    if request.param == "simd":
+        if not cpu_simd.available():
+            pytest.skip("the C kernel (kernels/_simd.c) is not built or this CPU lacks AVX2/FMA/F16C")
+        monkeypatch.setenv("MMSTORE_CPU_SIMD", "1")
+    else:
+        monkeypatch.setenv("MMSTORE_CPU_SIMD", "0")
+    return str(request.param)
+
+
+@pytest.fixture
+def no_simd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The filtered half-precision path is the one taken without the C kernel."""
+    monkeypatch.setenv("MMSTORE_CPU_SIMD", "0")
 
 
 def _run(q, x, k, metric, *, mask=None, scales=None, norms=None, block_rows=None, threads=None):
@@ -47,6 +65,7 @@ def test_many_blocks(metric: str, threads: int) -> None:
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.usefixtures("no_simd")
 def test_half_precision_filter_path(dtype: torch.dtype, metric: str, batch: int) -> None:
     """One or two queries with corpus_norms: the filtered reduced-precision gemv path."""
     x, _ = make_corpus(3000, 64, dtype, seed=5)
@@ -61,6 +80,7 @@ def test_half_precision_filter_path(dtype: torch.dtype, metric: str, batch: int)
     assert torch.equal(got[1], ref[1])
 
 
+@pytest.mark.usefixtures("no_simd")
 def test_filter_path_keeps_near_ties_exact() -> None:
     """Rows whose float16-rounded scores tie must still come out in float32 order."""
     g = torch.Generator().manual_seed(7)
@@ -73,6 +93,7 @@ def test_filter_path_keeps_near_ties_exact() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.usefixtures("no_simd")
 def test_filter_path_error_bound_is_needed(dtype: torch.dtype) -> None:
     """Scores spaced far below the half-precision rounding of the query (and of the output): the
     top rows are only found if the filter keeps every row within its error bound of the k-th best."""
@@ -88,6 +109,7 @@ def test_filter_path_error_bound_is_needed(dtype: torch.dtype) -> None:
     check_topk(got, q, x, 12, "ip", exact_indices=True)
 
 
+@pytest.mark.usefixtures("no_simd")
 def test_filter_path_masks_and_few_eligible() -> None:
     x, _ = make_corpus(2000, 48, torch.float16, seed=8)
     norms = row_norms(x)
