@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,6 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# where the optional C kernel (kernels/_simd.c) must build: x86-64 Linux with a C compiler
+BUILDS_KERNEL = sys.platform == "linux" and platform.machine() == "x86_64" and shutil.which("cc") is not None
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +34,8 @@ def test_wheel_layout(wheel: Path) -> None:
     assert "multimodal_store/kernels/__init__.py" in names
     assert "multimodal_store/integrations/__init__.py" in names
     assert not any(n.startswith(("kernels/", "integrations/", "tests/")) for n in names)
+    if BUILDS_KERNEL:
+        assert any(n.startswith("multimodal_store/kernels/_simd.") and n.endswith(".so") for n in names), names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "mmstore = multimodal_store.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -43,7 +49,13 @@ def test_imports_from_the_wheel(wheel: Path, tmp_path: Path) -> None:
         f"assert multimodal_store.kernels.__file__.startswith({str(site)!r});"
         "assert importlib.util.find_spec('kernels') is None;"
         "assert importlib.util.find_spec('integrations') is None;"
-        "print('ok')"
+        + (
+            "import multimodal_store.kernels._simd as simd;"
+            f"assert simd.__file__.startswith({str(site)!r}), simd.__file__;"
+            if BUILDS_KERNEL
+            else ""
+        )
+        + "print('ok')"
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
