@@ -5,7 +5,9 @@
     .venv/bin/python benchmarks/kernels.py --n 2000000 --d 768 --threads 1
 
 CPU: ours (torch backend) vs ``torch.topk(Q @ X.T)`` and faiss ``IndexFlatIP`` (ip metric, k=10),
-float32 and float16 storage, nq in {1, 16, 64, 256}. GPU: ours (triton backend) vs torch
+float32, float16 and bfloat16 storage, nq in {1, 16, 64, 256}; "ours fp16, no C kernel" is the
+float16 search with ``MMSTORE_CPU_SIMD=0`` (the torch paths a machine without the built C kernel
+takes). GPU: ours (triton backend) vs torch
 mm + topk on float16, N = 10M, d = 512. Every time is the median of >= 5 runs, methods interleaved
 (round robin) so that a noisy neighbour hits them alike. GB/s = corpus bytes / time, next to the
 memory bandwidth measured in the same run (a streaming reduction over a buffer much larger than
@@ -36,13 +38,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import cpu_model  # noqa: E402
 
-from multimodal_store.kernels import row_norms, topk  # noqa: E402
+from multimodal_store.kernels import cpu_simd, row_norms, topk  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "kernels.csv"
 FIELDS = [
     "date", "platform", "cpu", "device", "torch", "triton", "faiss", "numpy", "threads",
     "n", "d", "dtype", "metric", "nq", "k", "impl", "median_s", "gbps", "mem_bw_gbps",
-    "vs_torch", "vs_faiss",
+    "vs_torch", "vs_faiss", "simd", "vs_ours_fp32",
 ]  # fmt: skip
 
 
@@ -108,7 +110,9 @@ def run_cpu(n: int, d: int, k: int, batches: list[int], repeats: int, threads: i
     g = torch.Generator().manual_seed(0)
     x32 = torch.randn(n, d, generator=g)
     x16 = x32.half()
+    xbf = x32.bfloat16()
     norms16 = row_norms(x16)  # what a store keeps next to the vectors
+    normsbf = row_norms(xbf)
     index = None
     if faiss is not None:
         index = faiss.IndexFlatIP(d)
@@ -119,14 +123,18 @@ def run_cpu(n: int, d: int, k: int, batches: list[int], repeats: int, threads: i
         fns: dict[str, Callable[[], object]] = {
             "ours fp32": lambda q=q: topk(q, x32, k, metric="ip", backend="torch"),
             "ours fp16": lambda q=q: topk(q, x16, k, metric="ip", backend="torch", corpus_norms=norms16),
+            "ours bf16": lambda q=q: topk(q, xbf, k, metric="ip", backend="torch", corpus_norms=normsbf),
+            "ours fp16, no C kernel": lambda q=q: _without_c_kernel(
+                lambda: topk(q, x16, k, metric="ip", backend="torch", corpus_norms=norms16)
+            ),
             "torch mm+topk fp32": lambda q=q: torch.topk(q @ x32.T, k, dim=1),
         }
         if index is not None:
             fns["faiss IndexFlatIP fp32"] = lambda qn=q.numpy(): index.search(qn, k)
         times = bench(fns, repeats)
         for name, t in times.items():
-            dtype = "float16" if "fp16" in name else "float32"
-            nbytes = n * d * (2 if dtype == "float16" else 4)
+            dtype = "float16" if "fp16" in name else "bfloat16" if "bf16" in name else "float32"
+            nbytes = n * d * (4 if dtype == "float32" else 2)
             rows.append(
                 {
                     "n": n,
@@ -141,11 +149,24 @@ def run_cpu(n: int, d: int, k: int, batches: list[int], repeats: int, threads: i
                     "mem_bw_gbps": mem_bw,
                     "vs_torch": t / times["torch mm+topk fp32"],
                     "vs_faiss": t / times["faiss IndexFlatIP fp32"] if index is not None else float("nan"),
+                    "vs_ours_fp32": t / times["ours fp32"],
                 }
             )
         print(f"  nq={nq}: " + ", ".join(f"{k_}={v:.3f}s" for k_, v in times.items()), flush=True)
         gc.collect()
     return rows
+
+
+def _without_c_kernel(fn: Callable[[], object]) -> object:
+    old = os.environ.get("MMSTORE_CPU_SIMD")
+    os.environ["MMSTORE_CPU_SIMD"] = "0"
+    try:
+        return fn()
+    finally:
+        if old is None:
+            del os.environ["MMSTORE_CPU_SIMD"]
+        else:
+            os.environ["MMSTORE_CPU_SIMD"] = old
 
 
 def run_gpu(n: int, d: int, k: int, batches: list[int], repeats: int) -> list[dict]:
@@ -195,29 +216,40 @@ def run_gpu(n: int, d: int, k: int, batches: list[int], repeats: int) -> list[di
 
 
 def markdown(rows: list[dict], unit_ms: bool) -> str:
-    head = "| nq | impl | dtype | median | GB/s | % of mem BW | vs torch mm+topk | vs faiss |"
-    lines = [head, "|---:|---|---|---:|---:|---:|---:|---:|"]
+    head = "| nq | impl | dtype | median | GB/s | % of mem BW | vs torch mm+topk | vs faiss | vs ours fp32 |"
+    lines = [head, "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         t = f"{r['median_s'] * 1e3:.2f} ms" if unit_ms else f"{r['median_s']:.3f} s"
         vf = "-" if r["vs_faiss"] != r["vs_faiss"] else f"{r['vs_faiss']:.2f}x"
+        vo = r.get("vs_ours_fp32", float("nan"))
+        vo_s = "-" if vo != vo else f"{vo:.2f}x"
         lines.append(
             f"| {r['nq']} | {r['impl']} | {r['dtype']} | {t} | {r['gbps']:.1f} | "
-            f"{100 * r['gbps'] / r['mem_bw_gbps']:.0f}% | {r['vs_torch']:.2f}x | {vf} |"
+            f"{100 * r['gbps'] / r['mem_bw_gbps']:.0f}% | {r['vs_torch']:.2f}x | {vf} | {vo_s} |"
         )
     return "\n".join(lines)
 
 
 def append_csv(rows: list[dict], meta: dict) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    new = not RESULTS.exists()
-    with RESULTS.open("a", newline="") as f:
+    old: list[dict] = []
+    if RESULTS.exists():
+        with RESULTS.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != FIELDS:  # columns were added since: rewrite with the new header
+                old = list(reader)
+    new = not RESULTS.exists() or bool(old)
+    with RESULTS.open("w" if new else "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         if new:
             w.writeheader()
+            for r in old:
+                w.writerow({key: r.get(key, "") for key in FIELDS})
         for r in rows:
             out = {**meta, **r}
-            for key in ("median_s", "gbps", "mem_bw_gbps", "vs_torch", "vs_faiss"):
-                out[key] = f"{out[key]:.6g}"
+            for key in ("median_s", "gbps", "mem_bw_gbps", "vs_torch", "vs_faiss", "vs_ours_fp32"):
+                if key in out:
+                    out[key] = f"{out[key]:.6g}"
             w.writerow({key: out.get(key, "") for key in FIELDS})
 
 
@@ -243,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "faiss": _version("faiss"),
         "numpy": np.__version__,
         "threads": a.threads,
+        "simd": "yes" if cpu_simd.available() else "no",
     }
     n_cpu = a.n or (100_000 if a.quick else 1_000_000)
     print(f"# top-k benchmark: CPU {meta['cpu']} ({a.threads} threads), torch {meta['torch']}, "

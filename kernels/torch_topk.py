@@ -6,7 +6,7 @@ are merged into a running top-k. No ``B x N`` score matrix is ever built.
 
 Speed on CPU (see ``benchmarks/kernels.py``):
 
-* up to 64 queries, with the C kernel built (``cpu_simd``, x86-64 with AVX2 / FMA / F16C): it
+* up to 128 queries, with the C kernel built (``cpu_simd``, x86-64 with AVX2 / FMA / F16C): it
   reads float16 / bfloat16 / float32 rows in place, converts halves in registers and
   accumulates in float32, so half-precision storage streams at memory speed (about twice as
   fast as float32 for one query); squared norms come from the same pass when none are given,
@@ -55,7 +55,7 @@ _NEG_INF = float("-inf")
 # One or two queries on a half-precision corpus use the filtered matrix-vector path (without the C kernel).
 _FILTER_MAX_BATCH = 2
 # Batches up to this size use the C kernel (larger ones: BLAS on float32 blocks is faster).
-_SIMD_MAX_BATCH = 64
+_SIMD_MAX_BATCH = 128
 # Rows per block of the streaming paths that need no conversion buffer (per-block overhead is fixed).
 _FAST_BLOCK = 1 << 15
 # Relative bound on the output rounding of the reduced-precision gemv (2x the unit roundoff).
@@ -322,11 +322,35 @@ def select_above(
     """
     if floor is None or s.shape[0] != 1:
         return select_block(s, k)
-    pos = (s[0] > floor[0]).nonzero().squeeze(1)  # NaN and -inf never pass
+    pos = _positions_above(s[0], floor[0])
     if pos.shape[0] == 0:
         return None
     vals, p = select_topk(s[:, pos], None, k)
     return vals, pos[p]
+
+
+# Rows per chunk of the chunk-maximum prefilter of ``_positions_above``.
+_CHUNK = 1024
+
+
+def _positions_above(row: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """Sorted positions of the entries of ``row`` strictly above ``floor`` (NaN never passes).
+
+    Long rows are screened by chunk maxima first (one fast reduction), and only the chunks whose
+    maximum passes (or is NaN, which hides the other entries' maximum) are compared entry by
+    entry: after the first blocks of a scan only a few chunks hold a candidate.
+    """
+    n = int(row.shape[0])
+    m = n - n % _CHUNK
+    if m < 8 * _CHUNK:
+        return (row > floor).nonzero().squeeze(1)
+    cm = row[:m].view(-1, _CHUNK).amax(dim=1)
+    hot = ((cm > floor) | cm.isnan()).nonzero().squeeze(1)
+    idx = (hot.unsqueeze(1) * _CHUNK + torch.arange(_CHUNK, device=row.device)).flatten()
+    pos = idx[row[idx] > floor]
+    if m < n:
+        pos = torch.cat([pos, (row[m:] > floor).nonzero().squeeze(1) + m])
+    return pos
 
 
 # A mask that lets at most this share of the rows compete makes the scan gather those rows.

@@ -278,3 +278,20 @@ def test_int8_with_scales_and_norms() -> None:
     for metric in METRICS:
         got = topk(q, x, 11, metric=metric, backend="torch", corpus_scales=scales, corpus_norms=norms)
         check_topk(got, q, x, 11, metric, scales=scales)
+
+
+def test_positions_above_screens_chunks_exactly() -> None:
+    """The chunk-maximum prefilter finds exactly the entries above the floor, also next to NaN
+    (a NaN chunk maximum must not hide a candidate) and in a ragged tail."""
+    g = torch.Generator().manual_seed(31)
+    for n in (100, 8 * 1024, 20 * 1024 + 37):
+        row = torch.randn(n, generator=g)
+        row[torch.randint(0, n, (5,), generator=g)] = float("nan")
+        row[torch.randint(0, n, (5,), generator=g)] = float("-inf")
+        row[3] = float("nan")
+        row[4] = 9.0  # a candidate in the same chunk as a NaN
+        row[n - 1] = 8.0  # a candidate in the tail
+        for floor in (float("-inf"), 0.0, 2.5, 7.0, 10.0):
+            got = tt._positions_above(row, torch.tensor(floor))
+            want = (row > floor).nonzero().squeeze(1)
+            assert torch.equal(got, want), (n, floor)
