@@ -13,7 +13,7 @@ setup(
         Extension(
             "multimodal_store.kernels._simd",
             sources=["kernels/_simd.c"],
-            extra_compile_args=["-O3"],
+            extra_compile_args=["-O3", "-ffp-contract=off"],
             optional=True,
         )
     ]

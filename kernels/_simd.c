@@ -17,14 +17,23 @@
  * Python API (private; the checked wrapper is multimodal_store.kernels.cpu_simd):
  *   supported() -> bool
  *   scores(out, out_ld, queries, nq, d, rows, row_ld, dtype, index, n, norms) -> None
+ *   topk1(out_scores, out_rows, k, query, d, rows, row_ld, dtype, index, n, row0, norms,
+ *         metric, qscale, mask) -> int
  * Every buffer argument is an address (int). out[j * out_ld + i] receives query j . row i for
  * i < n; row i is at rows + (index ? index[i] : i) * row_ld bytes; norms (0 = not wanted)
  * receives the squared float32 norm of every row. dtype: 0 float32, 1 float16, 2 bfloat16.
- * The GIL is released while scoring.
+ * topk1 keeps the k best rows of one query while scoring (no score array, no second pass):
+ * the internal score of global row r (r = index ? index[i] : row0 + i) is, by metric,
+ * 0 ip: q.x, 1 cosine: (q.x * qscale) * (1 / |x|) (0 for a zero row), 2 l2: 2 q.x - |x|^2,
+ * with |x| from norms[r] (float32, by global row) or, when norms is 0, from the same pass;
+ * rows with mask[r] == 0 (uint8, by global row; 0 = no mask), NaN or -inf scores never enter;
+ * equal scores prefer the lower row. It writes the kept (score, row) pairs best first and
+ * returns their count (<= k). The GIL is released while scoring.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +193,75 @@ static void run_job(const Job *job, Py_ssize_t nq, Py_ssize_t n, int dt) {
         }
     }
 }
+
+typedef struct {
+    Py_ssize_t k, count;
+    float *score; /* best first */
+    int64_t *row;
+} Best;
+
+/* (s, r) ranks before (t, u): higher score, or the same score and a lower row */
+static inline int ranks_before(float s, int64_t r, float t, int64_t u) { return s > t || (s == t && r < u); }
+
+static void best_insert(Best *b, float s, int64_t r) {
+    if (b->count == b->k && !ranks_before(s, r, b->score[b->k - 1], b->row[b->k - 1])) return;
+    Py_ssize_t lo = 0, hi = b->count; /* first position that (s, r) ranks before */
+    while (lo < hi) {
+        const Py_ssize_t mid = (lo + hi) / 2;
+        if (ranks_before(s, r, b->score[mid], b->row[mid])) hi = mid;
+        else lo = mid + 1;
+    }
+    const Py_ssize_t keep = (b->count < b->k ? b->count : b->k - 1) - lo;
+    memmove(b->score + lo + 1, b->score + lo, (size_t)keep * sizeof(float));
+    memmove(b->row + lo + 1, b->row + lo, (size_t)keep * sizeof(int64_t));
+    b->score[lo] = s;
+    b->row[lo] = r;
+    if (b->count < b->k) b->count++;
+}
+
+enum { METRIC_IP = 0, METRIC_COSINE = 1, METRIC_L2 = 2 };
+
+typedef struct {
+    Py_ssize_t row0;
+    const float *norms; /* given |x| by global row, or NULL */
+    const uint8_t *mask;
+    int metric;
+    float qscale;
+} Rank;
+
+static void run_topk1(const Job *job, Py_ssize_t n, int dt, const Rank *rk, Best *best) {
+    float dots[BLOCK_ROWS], sq[BLOCK_ROWS];
+    const int norm = rk->metric != METRIC_IP && rk->norms == NULL;
+    Job part = *job;
+    part.out = dots;
+    part.out_ld = BLOCK_ROWS;
+    part.norms = norm ? sq : NULL;
+    for (Py_ssize_t i0 = 0; i0 < n; i0 += BLOCK_ROWS) {
+        const Py_ssize_t m = n - i0 < BLOCK_ROWS ? n - i0 : BLOCK_ROWS;
+        if (job->index) part.index = job->index + i0;
+        else part.rows = job->rows + i0 * job->row_ld;
+        part.n = n - i0; /* prefetching runs on past the block */
+        ROWS[dt][norm][0](&part, 0, m, 0);
+        for (Py_ssize_t i = 0; i < m; i++) {
+            const int64_t r = job->index ? job->index[i0 + i] : (int64_t)(rk->row0 + i0 + i);
+            if (rk->mask && !rk->mask[r]) continue;
+            float s = dots[i];
+            if (rk->metric == METRIC_COSINE) {
+                const float xn = rk->norms ? rk->norms[r] : sqrtf(sq[i]);
+                s = s * rk->qscale;
+                s = s * (xn > 0.0f ? 1.0f / xn : 0.0f);
+            } else if (rk->metric == METRIC_L2) {
+                const float xn = rk->norms ? rk->norms[r] : 0.0f;
+                const float x2 = rk->norms ? xn * xn : sq[i];
+                s = s * 2.0f;
+                s = s - x2;
+            }
+            if (!(s > -INFINITY)) continue; /* NaN and -inf never compete */
+            if (best->count == best->k && s < best->score[best->k - 1]) continue; /* the common case */
+            best_insert(best, s, r);
+        }
+    }
+}
 #else
 static int cpu_supported(void) { return 0; }
 static void run_job(const Job *job, Py_ssize_t nq, Py_ssize_t n, int dt) {
@@ -199,34 +277,33 @@ static PyObject *py_supported(PyObject *self, PyObject *noargs) {
     return PyBool_FromLong(g_supported);
 }
 
-static PyObject *py_scores(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_ssize_t out, out_ld, queries, nq, d, rows, row_ld, index, n, norms;
-    int dt;
-    if (!PyArg_ParseTuple(args, "nnnnnnninnn", &out, &out_ld, &queries, &nq, &d, &rows, &row_ld, &dt,
-                          &index, &n, &norms))
-        return NULL;
+/* Checks shared by scores() and topk1(); 0 with a Python error set when they fail. */
+static int check_common(int dt, Py_ssize_t nq, Py_ssize_t d, Py_ssize_t n, Py_ssize_t queries,
+                        Py_ssize_t rows) {
     if (g_supported < 0) g_supported = cpu_supported();
     if (!g_supported) {
         PyErr_SetString(PyExc_RuntimeError, "this CPU has no AVX2 + FMA + F16C; use the torch path");
-        return NULL;
+        return 0;
     }
     if (dt < DT_F32 || dt > DT_BF16) {
         PyErr_Format(PyExc_ValueError, "dtype code must be 0 (float32), 1 (float16) or 2 (bfloat16), got %d",
                      dt);
-        return NULL;
+        return 0;
     }
-    if (nq <= 0 || d <= 0 || n < 0 || out_ld < n || !out || !queries || (n > 0 && !rows)) {
+    if (nq <= 0 || d <= 0 || n < 0 || !queries || (n > 0 && !rows)) {
         PyErr_Format(PyExc_ValueError,
-                     "expected nq > 0, d > 0, n >= 0, out_ld >= n and non-null buffers, got nq=%zd d=%zd "
-                     "n=%zd out_ld=%zd",
-                     nq, d, n, out_ld);
-        return NULL;
+                     "expected nq > 0, d > 0, n >= 0 and non-null buffers, got nq=%zd d=%zd n=%zd", nq, d, n);
+        return 0;
     }
-    if (n == 0) Py_RETURN_NONE;
+    return 1;
+}
+
+/* The zero-padded queries (nq x dp floats, free() them) and the job reading the rows. */
+static float *prepare_job(Job *job, Py_ssize_t queries, Py_ssize_t nq, Py_ssize_t d, Py_ssize_t rows,
+                          Py_ssize_t row_ld, int dt, Py_ssize_t index, Py_ssize_t n) {
     const Py_ssize_t dp = (d + 7) & ~(Py_ssize_t)7;
     float *qpad = (float *)calloc((size_t)(nq * dp), sizeof(float));
-    if (!qpad) return PyErr_NoMemory();
+    if (!qpad) return (float *)PyErr_NoMemory();
     for (Py_ssize_t j = 0; j < nq; j++)
         memcpy(qpad + j * dp, (const float *)queries + j * d, (size_t)d * sizeof(float));
     /* Prefetch: rows read by position defeat the hardware prefetcher (4 rows ahead: 39 -> 25 ms
@@ -234,8 +311,31 @@ static PyObject *py_scores(PyObject *self, PyObject *args) {
      * ~2 KiB more in flight; contiguous float32 gains nothing. */
     const Py_ssize_t row_bytes = d * (Py_ssize_t)ELEM_SIZE[dt];
     const Py_ssize_t ahead = index ? 4 : dt == DT_F32 ? 0 : (2048 + row_bytes - 1) / row_bytes;
-    Job job = {(const char *)rows, row_ld, (const int64_t *)index, qpad, dp, d,
-               (float *)out, out_ld, (float *)norms, n, ahead};
+    const Job j = {(const char *)rows, row_ld, (const int64_t *)index, qpad, dp, d, NULL, 0, NULL, n, ahead};
+    *job = j;
+    return qpad;
+}
+
+static PyObject *py_scores(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_ssize_t out, out_ld, queries, nq, d, rows, row_ld, index, n, norms;
+    int dt;
+    if (!PyArg_ParseTuple(args, "nnnnnnninnn", &out, &out_ld, &queries, &nq, &d, &rows, &row_ld, &dt,
+                          &index, &n, &norms))
+        return NULL;
+    if (!check_common(dt, nq, d, n, queries, rows)) return NULL;
+    if (out_ld < n || !out) {
+        PyErr_Format(PyExc_ValueError, "expected out_ld >= n and an output buffer, got out_ld=%zd n=%zd",
+                     out_ld, n);
+        return NULL;
+    }
+    if (n == 0) Py_RETURN_NONE;
+    Job job;
+    float *qpad = prepare_job(&job, queries, nq, d, rows, row_ld, dt, index, n);
+    if (!qpad) return NULL;
+    job.out = (float *)out;
+    job.out_ld = out_ld;
+    job.norms = (float *)norms;
     Py_BEGIN_ALLOW_THREADS
     run_job(&job, nq, n, dt);
     Py_END_ALLOW_THREADS
@@ -243,9 +343,42 @@ static PyObject *py_scores(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_topk1(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_ssize_t out_scores, out_rows, k, query, d, rows, row_ld, index, n, row0, norms, mask;
+    int dt, metric;
+    float qscale;
+    if (!PyArg_ParseTuple(args, "nnnnnnninnnnifn", &out_scores, &out_rows, &k, &query, &d, &rows, &row_ld,
+                          &dt, &index, &n, &row0, &norms, &metric, &qscale, &mask))
+        return NULL;
+    if (!check_common(dt, 1, d, n, query, rows)) return NULL;
+    if (k <= 0 || !out_scores || !out_rows || metric < 0 || metric > 2) {
+        PyErr_Format(PyExc_ValueError, "expected k > 0, output buffers and metric 0..2, got k=%zd metric=%d",
+                     k, metric);
+        return NULL;
+    }
+    Job job;
+    float *qpad = prepare_job(&job, query, 1, d, rows, row_ld, dt, index, n);
+    if (!qpad) return NULL;
+#ifdef HAVE_AVX2_PATH
+    const Rank rank = {row0, (const float *)norms, (const uint8_t *)mask, metric, qscale};
+    Best best = {k, 0, (float *)out_scores, (int64_t *)out_rows};
+    Py_BEGIN_ALLOW_THREADS
+    run_topk1(&job, n, dt, &rank, &best);
+    Py_END_ALLOW_THREADS
+    const Py_ssize_t count = best.count;
+#else
+    const Py_ssize_t count = 0;
+    (void)row0, (void)norms, (void)mask;
+#endif
+    free(qpad);
+    return PyLong_FromSsize_t(count);
+}
+
 static PyMethodDef METHODS[] = {
     {"supported", py_supported, METH_NOARGS, "Whether this CPU runs the kernel (AVX2, FMA, F16C)."},
     {"scores", py_scores, METH_VARARGS, "Inner products of float32 queries with stored rows (see the module source)."},
+    {"topk1", py_topk1, METH_VARARGS, "The k best rows of one query, kept while scoring (see the module source)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,7 +10,8 @@ Speed on CPU (see ``benchmarks/kernels.py``):
   reads float16 / bfloat16 / float32 rows in place, converts halves in registers and
   accumulates in float32, so half-precision storage streams at memory speed (about twice as
   fast as float32 for one query); squared norms come from the same pass when none are given,
-  and sparse masks are read by position. The row range is split over
+  and sparse masks are read by position. One query keeps its top-k inside the kernel while
+  scoring (no score buffer, no selection passes). The row range is split over
   ``torch.get_num_threads()`` Python threads (the kernel releases the GIL).
   Without the kernel:
 * one float32 query with faiss installed: faiss's SIMD ``fvec_inner_products_ny`` per block
@@ -413,6 +414,8 @@ def _scan_range(
     args: TopKArgs, r0: int, r1: int, nb: int, rows: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k candidates of rows ``r0:r1``, or of ``rows[r0:r1]`` when the rows are gathered."""
+    if args.batch == 1 and _use_simd(args):
+        return _simd_single_query(args, slice(r0, r1) if rows is None else rows[r0:r1])
     scorer = _BlockScorer(args, nb)
     running = _Running(args.k)
     # gathered rows of a shared mask all compete; a per-query mask still applies to them
@@ -426,6 +429,26 @@ def _scan_range(
         vals, idx = found
         running.add(vals, idx + s0 if isinstance(block, slice) else block[idx])
     return running.result(args.batch, args.device)
+
+
+def _simd_single_query(args: TopKArgs, rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
+    """One query: the C kernel keeps the top-k while it scores (no score blocks, no selection passes)."""
+    mask = args.mask
+    if mask is not None:
+        if mask.dim() == 1 and isinstance(rows, torch.Tensor):
+            mask = None  # gathered rows of a shared mask all compete
+        elif mask.dim() == 2:
+            mask = mask[0]
+    qscale = 1.0
+    if args.metric == "cosine":  # the same float32 1/|q| as the block scorer's
+        qn = torch.linalg.vector_norm(args.queries[0])
+        qscale = float(torch.where(qn > 0, 1.0 / qn, torch.zeros_like(qn)))
+    norms = args.corpus_norms.contiguous() if args.corpus_norms is not None else None
+    s, i = cpu_simd.topk1(
+        args.corpus, args.queries, rows, args.k, args.metric, norms=norms, qscale=qscale,
+        mask=mask.contiguous() if mask is not None else None,
+    )
+    return s.unsqueeze(0), i.unsqueeze(0)
 
 
 def _use_simd(args: TopKArgs) -> bool:

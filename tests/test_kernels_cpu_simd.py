@@ -151,3 +151,73 @@ def test_routing_by_batch_dtype_and_scales() -> None:
         assert not tt._use_simd(prepare(torch.randn(129, 8), x.to(dtype), 5, "cosine", None, None, None))
     xi = torch.randint(-100, 100, (100, 8), dtype=torch.int8)
     assert not tt._use_simd(prepare(torch.randn(1, 8), xi, 5, "ip", None, None, torch.ones(100)))
+
+
+def _internal_reference(
+    x: torch.Tensor, q: torch.Tensor, metric: str, norms: torch.Tensor, given: bool
+) -> torch.Tensor:
+    """The torch backend's internal float32 scores, op for op (exact on small-integer data); l2
+    uses the given norms squared, or the computed squared norms."""
+    dot = (x.to(torch.float64) @ q[0].to(torch.float64)).to(torch.float32)
+    if metric == "ip":
+        return dot
+    if metric == "cosine":
+        qn = torch.linalg.vector_norm(q[0])
+        qscale = torch.where(qn > 0, 1.0 / qn, torch.zeros_like(qn))
+        return (dot * qscale) * torch.where(norms > 0, 1.0 / norms, torch.zeros_like(norms))
+    x2 = norms * norms if given else (x.to(torch.float64) ** 2).sum(dim=1).to(torch.float32)
+    return dot * 2.0 - x2
+
+
+@needs_simd
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+@pytest.mark.parametrize("given_norms", [False, True])
+def test_topk1_keeps_the_exact_best_rows(dtype: torch.dtype, metric: str, given_norms: bool) -> None:
+    """Small-integer rows (exact float32 sums, many exact ties): the kept rows, their order (ties to
+    the lower row) and scores equal a full sort of the reference scores; masked, NaN and -inf rows
+    never enter; contiguous ranges and unsorted positions; k from 1 to more than the rows."""
+    g = torch.Generator().manual_seed(41)
+    n, d = 700, 27
+    x = torch.randint(-3, 4, (n, d), generator=g).to(dtype)
+    x[5] = 0  # a zero row: cosine 0
+    x[9, 2] = float("nan")  # a NaN score
+    q = torch.randint(-3, 4, (1, d), generator=g).to(torch.float32)
+    q[0, 2] = 1.0
+    x[13, 2] = float("-inf")  # an -inf inner product (q[2] > 0)
+    sq_norms = torch.linalg.vector_norm(x.to(torch.float64), dim=1).to(torch.float32)
+    norms = sq_norms if given_norms else None
+    mask = torch.rand(n, generator=g) < 0.7
+    qn = torch.linalg.vector_norm(q[0])
+    qscale = float(torch.where(qn > 0, 1.0 / qn, torch.zeros_like(qn)))
+    ref = _internal_reference(x, q, metric, sq_norms, given_norms)
+    perm = torch.randperm(n, generator=g)[:400]
+    for rows, positions in ((slice(None), torch.arange(n)), (slice(100, 650), torch.arange(100, 650)), (perm, perm)):
+        for m in (None, mask):
+            ok = ref[positions] > float("-inf")  # NaN and -inf drop out
+            if m is not None:
+                ok &= m[positions]
+            cand = positions[ok]
+            order = sorted(cand.tolist(), key=lambda r: (-float(ref[r]), r))
+            for k in (1, 7, 64, 2048):
+                s, i = cpu_simd.topk1(x, q, rows, k, metric, norms=norms, qscale=qscale, mask=m)
+                assert i.tolist() == order[:k], (k, metric)
+                assert torch.equal(s, ref[i])
+
+
+@needs_simd
+def test_topk1_errors() -> None:
+    x = torch.randn(10, 8)
+    q = torch.randn(1, 8)
+    with pytest.raises(KernelError, match="one query"):
+        cpu_simd.topk1(x, torch.randn(2, 8), slice(None), 3, "ip")
+    with pytest.raises(KernelError, match="metric"):
+        cpu_simd.topk1(x, q, slice(None), 3, "dot")
+    with pytest.raises(KernelError, match="k must be"):
+        cpu_simd.topk1(x, q, slice(None), 0, "ip")
+    with pytest.raises(KernelError, match=r"norms must be a contiguous torch.float32 \(10,\)"):
+        cpu_simd.topk1(x, q, slice(None), 3, "cosine", norms=torch.ones(9))
+    with pytest.raises(KernelError, match="mask must be"):
+        cpu_simd.topk1(x, q, slice(None), 3, "ip", mask=torch.ones(10, dtype=torch.uint8))
+    s, i = cpu_simd.topk1(x, q, slice(4, 4), 3, "ip")
+    assert s.shape == (0,) and i.shape == (0,)
