@@ -2,9 +2,11 @@
 
 ``scores`` computes float32 inner products of a few float32 queries with rows stored as
 float16, bfloat16 or float32, read where they lie (a contiguous range, or the rows at given
-positions), and optionally the rows' squared norms in the same pass. Half-precision rows are
-converted in registers, so a half-precision corpus is read at memory speed: about twice as
-fast as a float32 one for a single query (``benchmarks/kernels.py``).
+positions), and optionally the rows' squared norms in the same pass. ``topk1`` scores one
+query and keeps its ``k`` best rows inside the kernel (metric transform, mask and exact
+tie-breaking included), so a single-query search makes one pass and no score array.
+Half-precision rows are converted in registers, so a half-precision corpus is read at memory
+speed: about twice as fast as a float32 one for a single query (``benchmarks/kernels.py``).
 
 The kernel is built when the package is installed (``setup.py``; optional, skipped where no
 C compiler works) and runs on x86-64 CPUs with AVX2, FMA and F16C. ``available()`` says
