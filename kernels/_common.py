@@ -239,6 +239,11 @@ def unpack_keys(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 # exact selection and ordering (higher is better, ties to the lower index)
 
 
+def inverse_norms(n: torch.Tensor) -> torch.Tensor:
+    """``1 / n`` elementwise, 0 where ``n`` is not positive (cosine with a zero vector is 0)."""
+    return torch.where(n > 0, 1.0 / n, torch.zeros_like(n))
+
+
 def sort_best_first(scores: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sort each row by score descending, equal scores by index ascending."""
     if scores.shape[-1] <= 1:

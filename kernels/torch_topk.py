@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from . import cpu_simd
-from ._common import TopKArgs, finalize, select_topk
+from ._common import TopKArgs, finalize, inverse_norms, select_topk
 
 __all__ = ["row_norms", "scan", "topk_torch"]
 
@@ -161,7 +161,7 @@ class _BlockScorer:
         # a single query is padded to two rows: MKL's gemm streams faster than its gemv
         self.q_mm = torch.cat([q, torch.zeros_like(q)]) if (q.shape[0] == 1 and on_cpu) else q
         qn = torch.linalg.vector_norm(q, dim=1)
-        self.inv_q = torch.where(qn > 0, 1.0 / qn, torch.zeros_like(qn)).unsqueeze(1)
+        self.inv_q = inverse_norms(qn).unsqueeze(1)
         self.block_rows = block_rows
         self.simd = _use_simd(args)
         self.buf: torch.Tensor | None = None
@@ -283,7 +283,7 @@ class _BlockScorer:
             s.mul_(args.corpus_scales[rows])
         if args.metric == "cosine":
             xn = self.norms(rows, xf, sq=sq)
-            inv_x = torch.where(xn > 0, 1.0 / xn, torch.zeros_like(xn))
+            inv_x = inverse_norms(xn)
             s.mul_(self.inv_q).mul_(inv_x)
         elif args.metric == "l2":
             s.mul_(2.0).sub_(self.norms(rows, xf, squared=True, sq=sq))
@@ -441,8 +441,7 @@ def _simd_single_query(args: TopKArgs, rows: Rows) -> tuple[torch.Tensor, torch.
             mask = mask[0]
     qscale = 1.0
     if args.metric == "cosine":  # the same float32 1/|q| as the block scorer's
-        qn = torch.linalg.vector_norm(args.queries[0])
-        qscale = float(torch.where(qn > 0, 1.0 / qn, torch.zeros_like(qn)))
+        qscale = float(inverse_norms(torch.linalg.vector_norm(args.queries[0])))
     norms = args.corpus_norms.contiguous() if args.corpus_norms is not None else None
     s, i = cpu_simd.topk1(
         args.corpus, args.queries, rows, args.k, args.metric, norms=norms, qscale=qscale,
@@ -547,7 +546,7 @@ def _scan_filtered(
         xb = args.corpus[s0:s1]
         xn = norms_all[s0:s1]
         # internal score = a * (x.q_hat) + c, per row (a > 0)
-        inv_x = torch.where(xn > 0, 1.0 / xn, torch.zeros_like(xn)) if metric == "cosine" else None
+        inv_x = inverse_norms(xn) if metric == "cosine" else None
         c = (xn * xn).neg_() if metric == "l2" else None
         cand_s: list[torch.Tensor] = []
         cand_i: list[torch.Tensor] = []

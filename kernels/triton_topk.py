@@ -37,7 +37,7 @@ import triton.language as tl
 
 from multimodal_store.errors import KernelError
 
-from ._common import TopKArgs, finalize, unpack_keys
+from ._common import TopKArgs, finalize, inverse_norms, unpack_keys
 from .configs import MAX_BITONIC_K, MAX_REPLACE_MIN_K, current_backend, prune_stage1, stage1_configs
 from .torch_topk import topk_torch
 
@@ -316,7 +316,7 @@ def launch_stage1(args: TopKArgs, k_pad: int, merge: int, n_splits: int | None =
     qinv = dummy
     if args.metric == "cosine":
         qn = torch.linalg.vector_norm(args.queries, dim=1)
-        qinv = torch.where(qn > 0, 1.0 / qn, torch.zeros_like(qn)).contiguous()
+        qinv = inverse_norms(qn).contiguous()
     scales = args.corpus_scales if args.corpus_scales is not None else dummy
     norms = args.corpus_norms if (args.corpus_norms is not None and args.metric != "ip") else None
     mask = args.mask.view(torch.uint8) if args.mask is not None else None
