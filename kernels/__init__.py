@@ -21,7 +21,7 @@ Semantics (every backend, and :func:`merge_topk` / :class:`TopK`):
 Backends: ``torch`` (CPU, or any device; a streaming scan over row blocks) and ``triton``
 (CUDA, fused two-stage kernel; on CPU only through ``TRITON_INTERPRET=1``). ``auto`` picks
 triton for a CUDA corpus when triton is installed, torch otherwise. Triton is imported only
-when used. On x86-64 CPUs with AVX2 / FMA / F16C the torch backend scores up to 128 queries
+when used. On x86-64 CPUs with AVX2 / FMA / F16C the torch backend scores up to 512 queries
 with a small C kernel built at install time (:mod:`.cpu_simd`): it reads float16 / bfloat16
 rows at memory speed; without it (not built, another CPU) the torch paths give the same
 results.

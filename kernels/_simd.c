@@ -5,9 +5,11 @@
  * Why it exists: one query over half-precision rows is memory-bound, and neither torch nor the
  * SIMD libraries stream stored halves at the memory's speed on CPU. This kernel converts each
  * 8-element chunk in registers (F16C / a 16-bit shift for bfloat16) and accumulates in float32
- * with FMA, one row at a time (one sequential stream) with up to 8 independent accumulators.
- * A block of rows is scored for every query group (8 queries per group) before moving on, so
- * the rows are read from memory once per block.
+ * with FMA, one row at a time (one sequential stream) with up to 8 independent accumulators,
+ * for up to 8 queries at once. More queries take a GEMM-like path: each block of 64 rows is
+ * converted once and transposed into 8-row panels, and register tiles of 6 queries x 16 rows
+ * score it (12 FMAs per two panel loads and six broadcasts). Either way the rows are read
+ * from memory once.
  *
  * The results equal those of converting the rows to float32 and multiplying in float32, up to
  * the order of the float32 additions. The AVX2 code is compiled per function (target
@@ -55,6 +57,7 @@ typedef struct {
     float *norms;          /* NULL when not wanted */
     Py_ssize_t n;          /* rows to score */
     Py_ssize_t ahead;      /* software prefetch of the row this many rows ahead (0: none) */
+    int dt;                /* storage type of the rows */
 } Job;
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -63,6 +66,7 @@ typedef struct {
 
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 #define INLINE __attribute__((always_inline)) inline
+#define UNROLL _Pragma("GCC unroll 16")
 
 static TARGET INLINE __m256 load8(const char *p, int dt) {
     if (dt == DT_F16) {
@@ -183,7 +187,175 @@ static int cpu_supported(void) {
            __builtin_cpu_supports("f16c");
 }
 
-static void run_job(const Job *job, Py_ssize_t nq, Py_ssize_t n, int dt) {
+/* ---- batches of more than 8 queries: a packed, GEMM-like path ----
+ * A block of 64 rows is converted to float32 once and transposed into 8-row panels
+ * (panel[k * 8 + lane] = row lane, element k); a register tile of up to 6 queries x 2 panels
+ * (12 accumulators, each lane one row) then needs per element k two panel loads, one broadcast
+ * per query and 12 FMAs, instead of one load per FMA; conversions are shared by all queries. */
+enum { PANEL = 8, TILE_Q = 6 };
+
+static TARGET INLINE void transpose8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* Rows [i0, i0 + m) (m <= 64) into panels of dp x 8 floats; missing rows and columns are 0. */
+static TARGET INLINE void pack_block(const Job *job, Py_ssize_t i0, Py_ssize_t m, float *panels, const int DT) {
+    const size_t es = ELEM_SIZE[DT];
+    const Py_ssize_t d = job->d, dp = job->dp, d8 = d & ~(Py_ssize_t)7;
+    for (Py_ssize_t p0 = 0; p0 < m; p0 += PANEL) {
+        const char *x[PANEL];
+        for (int l = 0; l < PANEL; l++) {
+            const Py_ssize_t i = i0 + p0 + l;
+            x[l] = i < i0 + m ? job->rows + (job->index ? (Py_ssize_t)job->index[i] : i) * job->row_ld : NULL;
+        }
+        float *out = panels + p0 * dp;
+        for (Py_ssize_t k = 0; k < dp; k += 8) {
+            __m256 r[PANEL];
+            for (int l = 0; l < PANEL; l++) {
+                if (!x[l]) {
+                    r[l] = _mm256_setzero_ps();
+                } else if (k < d8) {
+                    r[l] = load8(x[l] + (size_t)k * es, DT);
+                } else {
+                    char tail[32] = {0};
+                    memcpy(tail, x[l] + (size_t)k * es, (size_t)(d - k) * es);
+                    r[l] = load8(tail, DT);
+                }
+            }
+            transpose8(r);
+            for (int c = 0; c < 8; c++) _mm256_storeu_ps(out + (k + c) * PANEL, r[c]);
+        }
+    }
+}
+
+static TARGET void pack_block_f32(const Job *job, Py_ssize_t i0, Py_ssize_t m, float *panels) {
+    pack_block(job, i0, m, panels, DT_F32);
+}
+static TARGET void pack_block_f16(const Job *job, Py_ssize_t i0, Py_ssize_t m, float *panels) {
+    pack_block(job, i0, m, panels, DT_F16);
+}
+static TARGET void pack_block_bf16(const Job *job, Py_ssize_t i0, Py_ssize_t m, float *panels) {
+    pack_block(job, i0, m, panels, DT_BF16);
+}
+typedef void (*PackFn)(const Job *, Py_ssize_t, Py_ssize_t, float *);
+static const PackFn PACK[3] = {pack_block_f32, pack_block_f16, pack_block_bf16};
+
+/* Queries [g, g + Q) against panels [p, p + P) of the packed block starting at row i0 (m rows). */
+static TARGET INLINE void tile_kernel(const Job *job, const float *panels, Py_ssize_t i0, Py_ssize_t m,
+                                      Py_ssize_t p, Py_ssize_t g, const int Q, const int P) {
+    const Py_ssize_t d = job->d, dp = job->dp;
+    const float *q = job->q + g * dp;
+    const float *pa = panels + p * PANEL * dp;
+    __m256 acc[TILE_Q][2];
+    UNROLL for (int j = 0; j < Q; j++) {
+        UNROLL for (int h = 0; h < P; h++) acc[j][h] = _mm256_setzero_ps();
+    }
+    for (Py_ssize_t k = 0; k < d; k++) {
+        const __m256 x0 = _mm256_loadu_ps(pa + k * PANEL);
+        const __m256 x1 = P > 1 ? _mm256_loadu_ps(pa + dp * PANEL + k * PANEL) : x0;
+        UNROLL for (int j = 0; j < Q; j++) {
+            const __m256 qb = _mm256_broadcast_ss(q + j * dp + k);
+            acc[j][0] = _mm256_fmadd_ps(qb, x0, acc[j][0]);
+            if (P > 1) acc[j][1] = _mm256_fmadd_ps(qb, x1, acc[j][1]);
+        }
+    }
+    UNROLL for (int h = 0; h < P; h++) {
+        const Py_ssize_t r0 = (p + h) * PANEL; /* first row of the panel, within the block */
+        const Py_ssize_t valid = m - r0 < PANEL ? m - r0 : PANEL;
+        UNROLL for (int j = 0; j < Q; j++) {
+            float *o = job->out + (g + j) * job->out_ld + i0 + r0;
+            if (valid == PANEL) {
+                _mm256_storeu_ps(o, acc[j][h]);
+            } else {
+                float tmp[PANEL];
+                _mm256_storeu_ps(tmp, acc[j][h]);
+                memcpy(o, tmp, (size_t)valid * sizeof(float));
+            }
+        }
+    }
+}
+
+typedef void (*TileFn)(const Job *, const float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t);
+#define DEFINE_TILE(Q, P)                                                                          \
+    static TARGET void tile_##Q##_##P(const Job *job, const float *panels, Py_ssize_t i0, Py_ssize_t m, \
+                                      Py_ssize_t p, Py_ssize_t g) {                                \
+        tile_kernel(job, panels, i0, m, p, g, Q, P);                                               \
+    }
+DEFINE_TILE(1, 1) DEFINE_TILE(2, 1) DEFINE_TILE(3, 1) DEFINE_TILE(4, 1) DEFINE_TILE(5, 1) DEFINE_TILE(6, 1)
+DEFINE_TILE(1, 2) DEFINE_TILE(2, 2) DEFINE_TILE(3, 2) DEFINE_TILE(4, 2) DEFINE_TILE(5, 2) DEFINE_TILE(6, 2)
+/* [panels - 1][queries - 1] */
+static const TileFn TILES[2][TILE_Q] = {
+    {tile_1_1, tile_2_1, tile_3_1, tile_4_1, tile_5_1, tile_6_1},
+    {tile_1_2, tile_2_2, tile_3_2, tile_4_2, tile_5_2, tile_6_2},
+};
+
+/* Squared norms of the packed rows: lane sums over k, the same float32 values as the row path's
+ * up to the order of the additions. */
+static TARGET void panel_norms(const Job *job, const float *panels, Py_ssize_t i0, Py_ssize_t m) {
+    const Py_ssize_t d = job->d, dp = job->dp;
+    for (Py_ssize_t r0 = 0; r0 < m; r0 += PANEL) {
+        const float *pa = panels + r0 * dp;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        Py_ssize_t k = 0;
+        for (; k + 1 < d; k += 2) {
+            const __m256 x0 = _mm256_loadu_ps(pa + k * PANEL), x1 = _mm256_loadu_ps(pa + (k + 1) * PANEL);
+            a0 = _mm256_fmadd_ps(x0, x0, a0);
+            a1 = _mm256_fmadd_ps(x1, x1, a1);
+        }
+        if (k < d) {
+            const __m256 x0 = _mm256_loadu_ps(pa + k * PANEL);
+            a0 = _mm256_fmadd_ps(x0, x0, a0);
+        }
+        float tmp[PANEL];
+        _mm256_storeu_ps(tmp, _mm256_add_ps(a0, a1));
+        const Py_ssize_t valid = m - r0 < PANEL ? m - r0 : PANEL;
+        memcpy(job->norms + i0 + r0, tmp, (size_t)valid * sizeof(float));
+    }
+}
+
+/* The rows of the next block into L2 while this one is scored (its compute hides the latency). */
+static TARGET void prefetch_block(const Job *job, Py_ssize_t i0, Py_ssize_t n) {
+    const Py_ssize_t i1 = i0 + BLOCK_ROWS < n ? i0 + BLOCK_ROWS : n;
+    const Py_ssize_t bytes = job->d * (Py_ssize_t)ELEM_SIZE[job->dt];
+    for (Py_ssize_t i = i0; i < i1; i++) {
+        const char *p = job->rows + (job->index ? (Py_ssize_t)job->index[i] : i) * job->row_ld;
+        for (Py_ssize_t c = 0; c < bytes; c += 64) _mm_prefetch(p + c, _MM_HINT_T1);
+    }
+}
+
+static void run_packed(const Job *job, Py_ssize_t nq, Py_ssize_t n, int dt, float *panels) {
+    for (Py_ssize_t i0 = 0; i0 < n; i0 += BLOCK_ROWS) {
+        const Py_ssize_t m = n - i0 < BLOCK_ROWS ? n - i0 : BLOCK_ROWS;
+        PACK[dt](job, i0, m, panels);
+        prefetch_block(job, i0 + m, n);
+        if (job->norms) panel_norms(job, panels, i0, m);
+        const Py_ssize_t np = (m + PANEL - 1) / PANEL;
+        for (Py_ssize_t g = 0; g < nq; g += TILE_Q) {
+            const Py_ssize_t qn = nq - g < TILE_Q ? nq - g : TILE_Q;
+            for (Py_ssize_t p = 0; p < np; p += 2) {
+                const int pn = np - p < 2 ? 1 : 2;
+                TILES[pn - 1][qn - 1](job, panels, i0, m, p, g);
+            }
+        }
+    }
+}
+
+static void run_rows(const Job *job, Py_ssize_t nq, Py_ssize_t n, int dt) {
     for (Py_ssize_t i0 = 0; i0 < n; i0 += BLOCK_ROWS) {
         const Py_ssize_t i1 = i0 + BLOCK_ROWS < n ? i0 + BLOCK_ROWS : n;
         for (Py_ssize_t g = 0; g < nq; g += MAX_GROUP) {
@@ -192,6 +364,23 @@ static void run_job(const Job *job, Py_ssize_t nq, Py_ssize_t n, int dt) {
             ROWS[dt][norm][qn - 1](job, i0, i1, g);
         }
     }
+}
+
+/* Scores the job (GIL released); 0 when the packed block buffer cannot be allocated. */
+static int run_job(const Job *job, Py_ssize_t nq, Py_ssize_t n, int dt) {
+    if (nq > MAX_GROUP) { /* several query groups: pack each block once */
+        float *panels = (float *)malloc((size_t)(BLOCK_ROWS * job->dp) * sizeof(float));
+        if (!panels) return 0;
+        Py_BEGIN_ALLOW_THREADS
+        run_packed(job, nq, n, dt, panels);
+        Py_END_ALLOW_THREADS
+        free(panels);
+        return 1;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    run_rows(job, nq, n, dt);
+    Py_END_ALLOW_THREADS
+    return 1;
 }
 
 typedef struct {
@@ -264,8 +453,9 @@ static void run_topk1(const Job *job, Py_ssize_t n, int dt, const Rank *rk, Best
 }
 #else
 static int cpu_supported(void) { return 0; }
-static void run_job(const Job *job, Py_ssize_t nq, Py_ssize_t n, int dt) {
+static int run_job(const Job *job, Py_ssize_t nq, Py_ssize_t n, int dt) {
     (void)job, (void)nq, (void)n, (void)dt;
+    return 1;
 }
 #endif
 
@@ -311,7 +501,7 @@ static float *prepare_job(Job *job, Py_ssize_t queries, Py_ssize_t nq, Py_ssize_
      * ~2 KiB more in flight; contiguous float32 gains nothing. */
     const Py_ssize_t row_bytes = d * (Py_ssize_t)ELEM_SIZE[dt];
     const Py_ssize_t ahead = index ? 4 : dt == DT_F32 ? 0 : (2048 + row_bytes - 1) / row_bytes;
-    const Job j = {(const char *)rows, row_ld, (const int64_t *)index, qpad, dp, d, NULL, 0, NULL, n, ahead};
+    const Job j = {(const char *)rows, row_ld, (const int64_t *)index, qpad, dp, d, NULL, 0, NULL, n, ahead, dt};
     *job = j;
     return qpad;
 }
@@ -336,10 +526,9 @@ static PyObject *py_scores(PyObject *self, PyObject *args) {
     job.out = (float *)out;
     job.out_ld = out_ld;
     job.norms = (float *)norms;
-    Py_BEGIN_ALLOW_THREADS
-    run_job(&job, nq, n, dt);
-    Py_END_ALLOW_THREADS
+    const int ok = run_job(&job, nq, n, dt);
     free(qpad);
+    if (!ok) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 

@@ -6,7 +6,7 @@ are merged into a running top-k. No ``B x N`` score matrix is ever built.
 
 Speed on CPU (see ``benchmarks/kernels.py``):
 
-* up to 128 queries, with the C kernel built (``cpu_simd``, x86-64 with AVX2 / FMA / F16C): it
+* up to 512 queries, with the C kernel built (``cpu_simd``, x86-64 with AVX2 / FMA / F16C): it
   reads float16 / bfloat16 / float32 rows in place, converts halves in registers and
   accumulates in float32, so half-precision storage streams at memory speed (about twice as
   fast as float32 for one query); squared norms come from the same pass when none are given,
@@ -55,8 +55,8 @@ __all__ = ["row_norms", "scan", "topk_torch"]
 _NEG_INF = float("-inf")
 # One or two queries on a half-precision corpus use the filtered matrix-vector path (without the C kernel).
 _FILTER_MAX_BATCH = 2
-# Batches up to this size use the C kernel (larger ones: BLAS on float32 blocks is faster).
-_SIMD_MAX_BATCH = 128
+# Batches up to this size use the C kernel (larger ones: BLAS on float32 blocks is as fast or faster).
+_SIMD_MAX_BATCH = 512
 # Rows per block of the streaming paths that need no conversion buffer (per-block overhead is fixed).
 _FAST_BLOCK = 1 << 15
 # Relative bound on the output rounding of the reduced-precision gemv (2x the unit roundoff).

@@ -144,11 +144,11 @@ def test_switch_off_with_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @needs_simd
 def test_routing_by_batch_dtype_and_scales() -> None:
-    """The scan uses the kernel for batches up to 128 of float32 / float16 / bfloat16 rows."""
+    """The scan uses the kernel for batches up to 512 of float32 / float16 / bfloat16 rows."""
     x = torch.randn(100, 8)
     for dtype in DTYPES:
-        assert tt._use_simd(prepare(torch.randn(128, 8), x.to(dtype), 5, "cosine", None, None, None))
-        assert not tt._use_simd(prepare(torch.randn(129, 8), x.to(dtype), 5, "cosine", None, None, None))
+        assert tt._use_simd(prepare(torch.randn(512, 8), x.to(dtype), 5, "cosine", None, None, None))
+        assert not tt._use_simd(prepare(torch.randn(513, 8), x.to(dtype), 5, "cosine", None, None, None))
     xi = torch.randint(-100, 100, (100, 8), dtype=torch.int8)
     assert not tt._use_simd(prepare(torch.randn(1, 8), xi, 5, "ip", None, None, torch.ones(100)))
 
