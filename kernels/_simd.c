@@ -6,7 +6,8 @@
  * SIMD libraries stream stored halves at the memory's speed on CPU. This kernel converts each
  * 8-element chunk in registers (F16C / a 16-bit shift for bfloat16) and accumulates in float32
  * with FMA, one row at a time (one sequential stream) with up to 8 independent accumulators,
- * for up to 8 queries at once. More queries take a GEMM-like path: each block of 64 rows is
+ * for up to 8 queries at once (a row block is re-read from cache per group of 8). More than 48
+ * queries take a GEMM-like path: each block of 64 rows is
  * converted once and transposed into 8-row panels, and register tiles of 6 queries x 16 rows
  * score it (12 FMAs per two panel loads and six broadcasts). Either way the rows are read
  * from memory once.
@@ -42,6 +43,10 @@
 
 enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2 };
 enum { MAX_GROUP = 8, BLOCK_ROWS = 64 };
+/* More queries than this take the packed path: packing (convert + transpose) costs ~150 ns per
+ * 512-d row here, which only pays off over the row path's repeated conversions beyond ~48
+ * queries (1 thread, 256k x 512: 16 queries 65 vs 98 ms float16; 64 queries 310 vs 283 ms). */
+enum { PACKED_MIN_QUERIES = 48 };
 
 static const size_t ELEM_SIZE[3] = {4, 2, 2};
 
@@ -368,7 +373,7 @@ static void run_rows(const Job *job, Py_ssize_t nq, Py_ssize_t n, int dt) {
 
 /* Scores the job (GIL released); 0 when the packed block buffer cannot be allocated. */
 static int run_job(const Job *job, Py_ssize_t nq, Py_ssize_t n, int dt) {
-    if (nq > MAX_GROUP) { /* several query groups: pack each block once */
+    if (nq > PACKED_MIN_QUERIES) { /* many query groups: pack each block once */
         float *panels = (float *)malloc((size_t)(BLOCK_ROWS * job->dp) * sizeof(float));
         if (!panels) return 0;
         Py_BEGIN_ALLOW_THREADS

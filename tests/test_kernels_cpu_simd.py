@@ -67,9 +67,10 @@ def _check(x: torch.Tensor, q: torch.Tensor, rows: slice | torch.Tensor) -> None
 @needs_simd
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("d", [1, 7, 8, 9, 64, 100, 513])
-@pytest.mark.parametrize("batch", [1, 2, 3, 5, 8, 9, 19])
+@pytest.mark.parametrize("batch", [1, 2, 3, 5, 8, 9, 19, 49, 61])
 def test_scores_match_float64(dtype: torch.dtype, d: int, batch: int) -> None:
-    """Every query-group size (1-8 and several groups), tails (d % 8 != 0), blocks of 64 rows."""
+    """Every query-group size of the row path (1-8, several groups), the packed path (more than
+    48 queries: tiles of 6 queries, partial panels), tails (d % 8 != 0), blocks of 64 rows."""
     g = torch.Generator().manual_seed(d * 100 + batch)
     x = (torch.randn(150, d, generator=g) * 3).to(dtype)
     q = torch.randn(batch, d, generator=g)

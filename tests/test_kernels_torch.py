@@ -300,14 +300,16 @@ def test_positions_above_screens_chunks_exactly() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("with_norms", [False, True])
-def test_batches_over_eight_queries(dtype: torch.dtype, metric: str, with_norms: bool) -> None:
-    """20 queries (the C kernel's packed path: query groups of 6, 8-row panels, a partial last
-    panel), a dense per-query mask, row blocks split over two threads."""
+@pytest.mark.parametrize("batch", [20, 50])
+def test_batches_over_eight_queries(dtype: torch.dtype, metric: str, with_norms: bool, batch: int) -> None:
+    """20 queries (the C kernel's row path in groups of 8) and 50 (its packed path: query tiles
+    of 6, 8-row panels, a partial last panel), a dense per-query mask, row blocks split over two
+    threads."""
     x, _ = make_corpus(1037, 45, dtype, seed=51)
     norms = row_norms(x) if with_norms else None
     g = torch.Generator().manual_seed(52)
-    q = torch.randn(20, 45, generator=g)
-    mask = torch.rand(20, 1037, generator=g) < 0.6
+    q = torch.randn(batch, 45, generator=g)
+    mask = torch.rand(batch, 1037, generator=g) < 0.6
     for block_rows, threads in ((None, 1), (100, 2)):
         got = _run(q, x, 13, metric, mask=mask, norms=norms, block_rows=block_rows, threads=threads)
         check_topk(got, q, x, 13, metric, mask=mask, tol=tolerance(dtype, "torch"))
