@@ -150,7 +150,9 @@ class _BlockScorer:
     """Internal scores of every query against one block of rows, in float32.
 
     A block is a contiguous range of rows (read in place) or the positions of rows that a
-    sparse mask lets compete (gathered into a cache-sized buffer, or read in place by faiss).
+    sparse mask lets compete (read in place by the C kernel or faiss, or gathered into a
+    cache-sized buffer). With the C kernel (``simd``) the faiss, BLAS and conversion-buffer
+    members are unused.
     """
 
     def __init__(self, args: TopKArgs, block_rows: int) -> None:
